@@ -1,0 +1,1 @@
+"""chute: serverless background processing for large uploads with per-file progress."""

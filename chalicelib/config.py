@@ -1,0 +1,39 @@
+"""Settings, read from the environment (prefix ``CHUTE_``) when first needed, never at import."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHUTE_", extra="ignore")
+
+    region: str = "us-east-1"
+    # Set locally to the embedded moto server; unset on AWS.
+    aws_endpoint_url: str | None = None
+    bucket: str
+    table: str = "chute"
+    uploads_queue_url: str
+    work_queue_url: str
+    work_high_queue_url: str
+    topic_arn: str
+    # HMAC key for local bearer tokens (`chute token NAME`); on AWS, Cognito authorizes instead.
+    token_key: SecretStr | None = None
+
+    max_files: int = Field(default=1000, ge=1)
+    max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_session_bytes: int = Field(default=5 * 1024**3, ge=1)
+    max_units_per_file: int = Field(default=10_000, ge=1)
+    presign_expiry_s: int = Field(default=900, ge=60, le=900)
+    # Uploads that have not arrived this long after the session was created make it timed_out.
+    upload_grace_s: int = Field(default=3600, ge=60)
+    progress_interval_s: float = Field(default=2.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    # A running unit whose lease has passed is taken over by the next delivery of its message.
+    # Must not exceed the work queue's visibility timeout.
+    lease_s: int = Field(default=300, ge=1)
+    retry_base_delay_s: int = Field(default=2, ge=0, le=900)
+    high_priority_threshold: int = Field(default=7, ge=1, le=10)
+    session_ttl_days: int = Field(default=30, ge=1)
+    max_member_bytes: int = Field(default=512 * 1024**2, ge=1)

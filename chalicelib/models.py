@@ -1,0 +1,179 @@
+"""The shapes that cross a boundary: HTTP bodies, queue messages, status enums."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class UnitStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+
+
+TERMINAL_UNIT_STATUSES = frozenset(
+    {UnitStatus.COMPLETED, UnitStatus.FAILED, UnitStatus.TIMEOUT, UnitStatus.CANCELLED}
+)
+
+
+class SessionStatus(StrEnum):
+    UPLOADING = "uploading"  # waiting for (some) uploads; nothing fanned out yet
+    PROCESSING = "processing"
+    PAUSED = "paused"
+    COMPLETED = "completed"  # every unit completed
+    COMPLETED_WITH_ERRORS = "completed_with_errors"  # some units completed, some did not
+    FAILED = "failed"  # no unit completed
+    CANCELLED = "cancelled"
+
+
+TERMINAL_SESSION_STATUSES = frozenset(
+    {
+        SessionStatus.COMPLETED,
+        SessionStatus.COMPLETED_WITH_ERRORS,
+        SessionStatus.FAILED,
+        SessionStatus.CANCELLED,
+    }
+)
+
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class FileSpec(StrictModel):
+    name: str = Field(min_length=1, max_length=255)
+    size: int = Field(ge=0)
+    content_type: str = Field(default="application/octet-stream", min_length=1, max_length=255)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        if _BAD_NAME.search(value) or value in {".", ".."}:
+            raise ValueError("must be a plain file name without slashes or control characters")
+        return value
+
+
+class NotifyOptions(StrictModel):
+    on_complete: bool = True
+
+
+class CreateSessionRequest(StrictModel):
+    files: list[FileSpec] = Field(min_length=1)
+    name: str | None = Field(default=None, max_length=200)
+    priority: int = Field(default=5, ge=1, le=10)
+    job_type: Literal["documents"] = "documents"
+    notify: NotifyOptions = Field(default_factory=NotifyOptions)
+
+
+class UploadTicket(BaseModel):
+    ordinal: int
+    name: str
+    key: str
+    url: str
+    fields: dict[str, str]
+    expires_at: float
+
+
+class CreateSessionResponse(BaseModel):
+    session_id: str
+    status: SessionStatus
+    uploads: list[UploadTicket]
+    expires_at: float
+
+
+class Counts(BaseModel):
+    pending: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    timeout: int = 0
+    cancelled: int = 0
+    paused: int = 0
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    name: str | None
+    status: SessionStatus
+    job_type: str
+    priority: int
+    files_total: int
+    files_received: int
+    total: int
+    counts: Counts
+    progress: float  # 0–100
+    eta_seconds: float | None
+    timed_out: bool
+    can_resume: bool
+    notified: bool
+    version: int
+    created_at: float
+    first_done_at: float | None
+    done_at: float | None
+
+
+class UnitError(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class UnitRow(BaseModel):
+    ordinal: str
+    file_ordinal: int
+    member_index: int
+    name: str
+    status: UnitStatus
+    stage: str | None
+    progress: float  # 0–100
+    attempt: int
+    max_attempts: int
+    retryable: bool
+    error: UnitError | None
+    size: int | None
+    started_at: float | None
+    finished_at: float | None
+    duration_ms: int | None
+    result_key: str | None
+    result: dict[str, Any] | None
+
+
+class Page(BaseModel):
+    items: list[Any]
+    next_cursor: str | None
+
+
+class UnitSource(BaseModel):
+    """Where a unit's bytes are: a whole object, or one member inside a zip object."""
+
+    key: str
+    kind: Literal["object", "zip_member"]
+    header_offset: int = 0
+    compressed_size: int = 0
+    uncompressed_size: int = 0
+    method: int = 0
+    crc32: int = 0
+
+
+class WorkMessage(BaseModel):
+    """Body of one SQS message on the work queues: everything the worker needs, no extra read."""
+
+    sid: str
+    owner: str
+    file: int
+    index: int
+    attempt: int
+    name: str
+    content_type: str
+    job_type: str
+    source: UnitSource

@@ -1,0 +1,22 @@
+"""Per-unit work. Importing this package registers the built-in processors."""
+
+from chalicelib.processors import documents as _documents  # noqa: F401  (registers processors)
+from chalicelib.processors.base import (
+    Processor,
+    ProcessorOutput,
+    Registry,
+    Stage,
+    UnitContext,
+    processor,
+    registry,
+)
+
+__all__ = [
+    "Processor",
+    "ProcessorOutput",
+    "Registry",
+    "Stage",
+    "UnitContext",
+    "processor",
+    "registry",
+]

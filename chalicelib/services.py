@@ -1,0 +1,77 @@
+"""The one place AWS clients are made: lazily, from Settings, pointed at moto locally."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.clock import Clock, SystemClock
+from chalicelib.config import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+
+class Services:
+    """Settings, clock and AWS clients for one process. Clients are created on first use."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, session: boto3.Session | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._session = session or boto3.Session(region_name=settings.region)
+        self._config = Config(
+            retries={"max_attempts": 5, "mode": "standard"},
+            max_pool_connections=50,
+            s3={"addressing_style": "path"},
+        )
+
+    def _client_kwargs(self) -> dict[str, object]:
+        kwargs: dict[str, object] = {"config": self._config, "region_name": self.settings.region}
+        if self.settings.aws_endpoint_url:
+            kwargs["endpoint_url"] = self.settings.aws_endpoint_url
+        return kwargs
+
+    @cached_property
+    def s3(self) -> S3Client:
+        return self._session.client("s3", **self._client_kwargs())  # type: ignore[call-overload,no-any-return]
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        return self._session.client("sqs", **self._client_kwargs())  # type: ignore[call-overload,no-any-return]
+
+    @cached_property
+    def ddb(self) -> DynamoDBClient:
+        return self._session.client("dynamodb", **self._client_kwargs())  # type: ignore[call-overload,no-any-return]
+
+    @cached_property
+    def sns(self) -> SNSClient:
+        return self._session.client("sns", **self._client_kwargs())  # type: ignore[call-overload,no-any-return]
+
+
+_lock = threading.Lock()
+_current: Services | None = None
+
+
+def get_services() -> Services:
+    """The process-wide Services, built from the environment on first call."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Services(Settings())  # type: ignore[call-arg]
+        return _current
+
+
+def set_services(services: Services | None) -> None:
+    """Install (or, with None, forget) the process-wide Services; used by tests and the local stack."""
+    global _current
+    with _lock:
+        _current = services
