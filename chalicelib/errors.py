@@ -1,7 +1,7 @@
 """One error tree for the whole product.
 
 Every error a person can see carries a stable ``code`` (machine-readable, never reworded), a
-``message`` a person understands and optional ``details``. Each class maps to exactly one HTTP status.
+``message`` a person understands and optional ``details``. Each class maps to one HTTP status.
 ``RetryableError`` / ``PermanentError`` are raised by unit processing and decide whether a unit is
 tried again.
 """

@@ -176,4 +176,5 @@ class WorkMessage(BaseModel):
     name: str
     content_type: str
     job_type: str
+    priority: int = Field(default=5, ge=1, le=10)
     source: UnitSource

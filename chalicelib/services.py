@@ -66,12 +66,12 @@ def get_services() -> Services:
     global _current
     with _lock:
         if _current is None:
-            _current = Services(Settings())  # type: ignore[call-arg]
+            _current = Services(Settings())
         return _current
 
 
 def set_services(services: Services | None) -> None:
-    """Install (or, with None, forget) the process-wide Services; used by tests and the local stack."""
+    """Install (None: forget) the process-wide Services; for tests and the local stack."""
     global _current
     with _lock:
         _current = services

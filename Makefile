@@ -1,0 +1,40 @@
+# chute — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+ARGS ?=
+
+.PHONY: venv run demo test lint unit bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv  ## start the embedded stack and the API on http://127.0.0.1:8000 (Ctrl-C stops)
+	$(BIN)/python -m infra.local
+
+demo: venv  ## a scripted end-to-end job: make demo ARGS="--files 100 --corrupt 1"
+	$(BIN)/python -m chute_cli demo $(ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+test: lint  ## lint, type-check, then every test (unit, integration, e2e)
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	@for script in bench/*.py; do $(BIN)/python $$script; done
+
+clean:
+	rm -rf $(VENV) .chute .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,93 @@
+"""chute: routes and Lambda entry points. Wiring only; the logic lives in chalicelib/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Chalice, Response  # type: ignore[attr-defined]
+from chalice.app import Request
+
+from chalicelib import fanout, sessions
+from chalicelib.http import (
+    current_user,
+    handles_errors,
+    json_body,
+    json_response,
+    query_limit,
+    query_param,
+)
+from chalicelib.queues import run_batch
+from chalicelib.services import get_services
+from chalicelib.store import Store
+from chalicelib.worker import process_message
+
+app = Chalice(app_name="chute")
+
+
+def _request() -> Request:
+    request = app.current_request
+    assert request is not None, "Chalice sets current_request for every route call"
+    return request
+
+
+def _store() -> Store:
+    services = get_services()
+    return Store(services.ddb, services.settings.table)
+
+
+@app.route("/sessions", methods=["POST"], cors=True)
+@handles_errors
+def create_session() -> Response:
+    services = get_services()
+    user = current_user(_request(), services)
+    created = sessions.create_session(services, user, json_body(_request()))
+    return json_response(created, 201)
+
+
+@app.route("/sessions", methods=["GET"], cors=True)
+@handles_errors
+def list_sessions() -> Response:
+    services, request = get_services(), _request()
+    user = current_user(request, services)
+    items, cursor = _store().list_sessions(
+        user, limit=query_limit(request, 20, 100), cursor=query_param(request, "cursor")
+    )
+    summaries = [sessions.summarize(i, services.clock.now()).model_dump(mode="json") for i in items]
+    return json_response({"items": summaries, "next_cursor": cursor})
+
+
+@app.route("/sessions/{sid}", methods=["GET"], cors=True)
+@handles_errors
+def get_session(sid: str) -> Response:
+    services, request = get_services(), _request()
+    meta = sessions.owned_meta(_store(), sid, current_user(request, services))
+    etag = f'"{meta["version"]}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(body="", status_code=304, headers={"ETag": etag})
+    summary = sessions.summarize(meta, services.clock.now())
+    return json_response(summary, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+
+@app.route("/sessions/{sid}/files", methods=["GET"], cors=True)
+@handles_errors
+def list_files(sid: str) -> Response:
+    services, request, store = get_services(), _request(), _store()
+    sessions.owned_meta(store, sid, current_user(request, services))
+    items, cursor = store.list_units(
+        sid,
+        limit=query_limit(request),
+        cursor=query_param(request, "cursor"),
+        status=sessions.status_filter(query_param(request, "status")),
+    )
+    rows = [sessions.unit_row(i).model_dump(mode="json") for i in items]
+    return json_response({"items": rows, "next_cursor": cursor})
+
+
+@app.lambda_function(name="on_upload")
+def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run_batch(event, context, lambda r: fanout.handle_upload_message(get_services(), r.body))
+
+
+@app.lambda_function(name="worker")
+def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run_batch(event, context, lambda r: process_message(get_services(), r.body))

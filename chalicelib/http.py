@@ -1,0 +1,82 @@
+"""HTTP plumbing shared by every route: errors as JSON, the caller's identity, query parameters."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, ParamSpec
+
+from chalice import Response  # type: ignore[attr-defined]
+from chalice.app import Request
+from pydantic import BaseModel
+
+from chalicelib.auth import bearer, verify_token
+from chalicelib.errors import ChuteError, InvalidInput, Unauthorized
+from chalicelib.log import logger
+from chalicelib.services import Services
+
+P = ParamSpec("P")
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return Response(body=payload, status_code=status, headers={**JSON_HEADERS, **(headers or {})})
+
+
+def error_response(error: ChuteError) -> Response:
+    return json_response(error.to_body(), error.http_status)
+
+
+def handles_errors(view: Callable[P, Response]) -> Callable[P, Response]:
+    """Every error leaves as {"error": {code, message, details}}; nothing escapes as a bare 500."""
+
+    @functools.wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except ChuteError as error:
+            return error_response(error)
+        except Exception:
+            logger.exception("unhandled error in a route")
+            return error_response(ChuteError("Something went wrong on our side; try again."))
+
+    return wrapper
+
+
+def json_body(request: Request) -> Any:
+    raw = request.raw_body
+    if not raw:
+        raise InvalidInput("Send a JSON body.", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"The body is not valid JSON: {exc}.", code="invalid_json") from exc
+
+
+def current_user(request: Request, services: Services) -> str:
+    """The caller: Cognito claims when API Gateway authorized the call, else a local HMAC token."""
+    claims = (request.context.get("authorizer") or {}).get("claims") or {}
+    if claims.get("cognito:username"):
+        return str(claims["cognito:username"])
+    key = services.settings.token_key
+    if key is None:
+        raise Unauthorized("This deployment has no token key configured.", code="auth_unavailable")
+    return verify_token(key.get_secret_value(), bearer(request.headers.get("authorization")))
+
+
+def query_param(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name) if request.query_params else None
+    return str(value) if value is not None else None
+
+
+def query_limit(request: Request, default: int = 100, maximum: int = 1000) -> int:
+    raw = query_param(request, "limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidInput(
+            f"limit must be a whole number from 1 to {maximum}.", code="invalid_limit"
+        )
+    return int(raw)

@@ -1,0 +1,557 @@
+"""DynamoDB items and the counting transitions (DESIGN §2).
+
+Every coarse status change of a unit is one TransactWriteItems: the unit item, conditioned on its
+current status and attempt, plus the matching counter change on the session META item. A redelivered
+or stale message fails the condition and changes nothing, so every unit is counted exactly once.
+Counters are top-level attributes (``n_pending`` …) because DynamoDB's ADD works on top-level
+attributes only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from chalicelib.errors import InvalidInput
+from chalicelib.models import UnitStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Item = dict[str, Any]
+
+COUNTED_STATUSES: tuple[UnitStatus, ...] = tuple(UnitStatus)
+_TERMINAL = ("completed", "failed", "timeout", "cancelled")
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def session_pk(sid: str) -> str:
+    return f"S#{sid}"
+
+
+def unit_sk(file: int, index: int) -> str:
+    # File ordinal first, then member/row index: a Query on the session returns input order.
+    return f"F#{file:05d}#{index:06d}"
+
+
+def declared_file_sk(file: int) -> str:
+    return f"D#{file:05d}"
+
+
+def ordinal_of(file: int, index: int) -> str:
+    return f"{file:05d}-{index:06d}"
+
+
+def counter(status: UnitStatus | str) -> str:
+    return f"n_{UnitStatus(status).value}"
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; give callers ints and floats."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dynamo_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _dynamo_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamo_value(v) for v in value]
+    return value
+
+
+def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_dynamo_value(v)) for k, v in item.items()}
+
+
+def deserialize(item: Mapping[str, Any]) -> Item:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def encode_cursor(key: Mapping[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(deserialize(key)).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise ValueError("cursor keys must be strings")
+        return serialize(raw)
+    except ValueError as exc:
+        raise InvalidInput(
+            "The cursor is not one this API gave out.", code="invalid_cursor"
+        ) from exc
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = exc.response.get("CancellationReasons", [])
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    return False
+
+
+class ClaimOutcome(Enum):
+    CLAIMED = "claimed"  # pending → running, counted
+    TAKEN_OVER = "taken_over"  # running with an expired lease; a new attempt on the same count
+    SKIP = "skip"  # terminal, someone else holds a live lease, or the message is stale
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    attempt: int
+    unit: Item | None
+
+
+@dataclass(frozen=True)
+class NewUnit:
+    file: int
+    index: int
+    name: str
+    status: UnitStatus  # pending, or failed when the fan-out already knows the unit is bad
+    attrs: Item  # source, size, content_type, error …
+
+
+class Store:
+    def __init__(self, ddb: DynamoDBClient, table: str) -> None:
+        self._ddb = ddb
+        self._table = table
+
+    # ---- sessions -------------------------------------------------------------------------
+    def put_session(self, meta: Item, declared: Sequence[Item]) -> None:
+        """The META item (must not exist yet) and one declared-file item per manifest entry."""
+        self._ddb.put_item(
+            TableName=self._table,
+            Item=serialize(meta),
+            ConditionExpression="attribute_not_exists(PK)",
+        )
+        self._batch_put(declared)
+
+    def get_meta(self, sid: str, *, consistent: bool = False) -> Item | None:
+        return self._get(session_pk(sid), "META", consistent=consistent)
+
+    def get_declared_file(self, sid: str, file: int) -> Item | None:
+        return self._get(session_pk(sid), declared_file_sk(file), consistent=True)
+
+    def get_unit(self, sid: str, file: int, index: int) -> Item | None:
+        return self._get(session_pk(sid), unit_sk(file, index), consistent=True)
+
+    def _get(self, pk: str, sk: str, *, consistent: bool) -> Item | None:
+        response = self._ddb.get_item(
+            TableName=self._table,
+            Key=serialize({"PK": pk, "SK": sk}),
+            ConsistentRead=consistent,
+        )
+        item = response.get("Item")
+        return deserialize(item) if item else None
+
+    def list_sessions(
+        self, owner: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[Item], str | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "GSI1",
+            "KeyConditionExpression": "GSI1PK = :owner",
+            "ExpressionAttributeValues": serialize({":owner": f"U#{owner}"}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self._ddb.query(**kwargs)
+        items = [deserialize(i) for i in response.get("Items", [])]
+        return items, encode_cursor(response.get("LastEvaluatedKey"))
+
+    def list_units(
+        self, sid: str, *, limit: int, cursor: str | None, status: UnitStatus | None
+    ) -> tuple[list[Item], str | None]:
+        """Units in input order; a status filter may return fewer than limit with a cursor."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :f)",
+            "ExpressionAttributeValues": serialize({":pk": session_pk(sid), ":f": "F#"}),
+            "Limit": limit,
+        }
+        if status is not None:
+            kwargs["FilterExpression"] = "#status = :status"
+            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+            kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
+        start = decode_cursor(cursor)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self._ddb.query(**kwargs)
+        items = [deserialize(i) for i in response.get("Items", [])]
+        return items, encode_cursor(response.get("LastEvaluatedKey"))
+
+    # ---- fan-out ----------------------------------------------------------------------------
+    def claim_file(self, sid: str, file: int, units: Sequence[NewUnit], now: float) -> bool:
+        """Count a file's units into the session, once. False when the file was claimed before."""
+        by_status: dict[str, int] = {}
+        for unit in units:
+            by_status[counter(unit.status)] = by_status.get(counter(unit.status), 0) + 1
+        pending = sum(1 for u in units if u.status not in _TERMINAL)
+        adds = {":total": len(units), ":remaining": pending, ":minus": -1, ":one": 1}
+        adds.update({f":{name}": n for name, n in by_status.items()})
+        add_expr = ", ".join(f"{name} :{name}" for name in by_status)
+        meta_update = (
+            "ADD total :total, remaining :remaining, files_pending :minus, version :one"
+            + (f", {add_expr}" if add_expr else "")
+        )
+        try:
+            self._ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": serialize({"PK": session_pk(sid), "SK": declared_file_sk(file)}),
+                            "UpdateExpression": "SET fanned_out_at = :now, units = :total",
+                            "ConditionExpression": "attribute_not_exists(fanned_out_at)",
+                            "ExpressionAttributeValues": serialize(
+                                {":now": now, ":total": len(units)}
+                            ),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
+                            "UpdateExpression": meta_update,
+                            "ConditionExpression": "attribute_exists(PK)",
+                            "ExpressionAttributeValues": serialize(adds),
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def put_units(
+        self, sid: str, units: Sequence[NewUnit], now: float, *, recovering: bool
+    ) -> None:
+        """Write unit items. After a crash between claim and write (recovering), never overwrite."""
+        items = [self._unit_item(sid, u, now) for u in units]
+        if not recovering:
+            self._batch_put(items)
+            return
+        for item in items:
+            try:
+                self._ddb.put_item(
+                    TableName=self._table,
+                    Item=serialize(item),
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
+            except ClientError as exc:
+                if not _is_condition_failure(exc):
+                    raise
+
+    @staticmethod
+    def _unit_item(sid: str, unit: NewUnit, now: float) -> Item:
+        item: Item = {
+            "PK": session_pk(sid),
+            "SK": unit_sk(unit.file, unit.index),
+            "file": unit.file,
+            "index": unit.index,
+            "name": unit.name,
+            "status": unit.status.value,
+            "attempt": 0,
+            "progress": 0,
+            "created_at": now,
+            **unit.attrs,
+        }
+        if unit.status in _TERMINAL:
+            item["finished_at"] = now
+        return item
+
+    def mark_file_sent(self, sid: str, file: int) -> None:
+        self._ddb.update_item(
+            TableName=self._table,
+            Key=serialize({"PK": session_pk(sid), "SK": declared_file_sk(file)}),
+            UpdateExpression="SET units_sent = :true",
+            ExpressionAttributeValues=serialize({":true": True}),
+        )
+
+    def _batch_put(self, items: Sequence[Item]) -> None:
+        for chunk in _chunks(items, 25):
+            requests: Any = [{"PutRequest": {"Item": serialize(i)}} for i in chunk]
+            pending: dict[str, Any] = {self._table: requests}
+            for _ in range(8):
+                response = self._ddb.batch_write_item(RequestItems=pending)
+                pending = dict(response.get("UnprocessedItems") or {})
+                if not pending:
+                    break
+            if pending:
+                raise RuntimeError("DynamoDB left items unprocessed after 8 batch writes")
+
+    # ---- unit transitions -------------------------------------------------------------------
+    def claim_unit(
+        self, sid: str, file: int, index: int, attempt: int, now: float, lease_until: float
+    ) -> Claim:
+        """pending → running for this message's attempt; or take over an expired lease."""
+        key = {"PK": session_pk(sid), "SK": unit_sk(file, index)}
+        try:
+            self._transact_unit(
+                sid,
+                key,
+                unit_update=(
+                    "SET #status = :running, attempt = :attempt, stage = :stage,"
+                    " progress = :zero, started_at = :now, lease_until = :lease,"
+                    " GSI2PK = :lease_pk, GSI2SK = :lease_sk REMOVE #error"
+                ),
+                unit_condition="#status = :pending AND attempt = :previous",
+                values={
+                    ":running": "running",
+                    ":pending": "pending",
+                    ":attempt": attempt,
+                    ":previous": attempt - 1,
+                    ":stage": "downloading",
+                    ":zero": 0,
+                    ":now": now,
+                    ":lease": lease_until,
+                    ":lease_pk": "LEASE",
+                    ":lease_sk": f"{lease_until:017.3f}#{sid}#{unit_sk(file, index)}",
+                },
+                names={"#status": "status", "#error": "error"},
+                meta_adds={counter("pending"): -1, counter("running"): 1},
+            )
+            return Claim(ClaimOutcome.CLAIMED, attempt, None)
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+        unit = self.get_unit(sid, file, index)
+        if unit is None or unit["status"] != "running" or unit.get("lease_until", 0) > now:
+            return Claim(ClaimOutcome.SKIP, attempt, unit)
+        # The worker holding this unit died (its lease ran out): this delivery takes over and it
+        # counts as a new attempt, so the dead worker's late writes fail their attempt condition.
+        current = int(unit["attempt"])
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=serialize(key),
+                UpdateExpression=(
+                    "SET attempt = :next, stage = :stage, progress = :zero, started_at = :now,"
+                    " lease_until = :lease, GSI2SK = :lease_sk"
+                ),
+                ConditionExpression="#status = :running AND attempt = :current",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":next": current + 1,
+                        ":current": current,
+                        ":running": "running",
+                        ":stage": "downloading",
+                        ":zero": 0,
+                        ":now": now,
+                        ":lease": lease_until,
+                        ":lease_sk": f"{lease_until:017.3f}#{sid}#{unit_sk(file, index)}",
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return Claim(ClaimOutcome.SKIP, attempt, unit)
+            raise
+        return Claim(ClaimOutcome.TAKEN_OVER, current + 1, unit)
+
+    def record_progress(
+        self, sid: str, file: int, index: int, attempt: int, stage: str, progress: float
+    ) -> bool:
+        """Stage/progress inside running: the unit item only. False if this attempt is stale."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=serialize({"PK": session_pk(sid), "SK": unit_sk(file, index)}),
+                UpdateExpression="SET stage = :stage, progress = :progress",
+                ConditionExpression="#status = :running AND attempt = :attempt",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":stage": stage,
+                        ":progress": round(progress, 1),
+                        ":running": "running",
+                        ":attempt": attempt,
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def finish_unit(
+        self,
+        sid: str,
+        file: int,
+        index: int,
+        attempt: int,
+        outcome: UnitStatus,
+        now: float,
+        fields: Item,
+    ) -> bool:
+        """running → completed/failed/timeout for this attempt, counted once. False if stale."""
+        sets = ", ".join(f"#f_{k} = :f_{k}" for k in fields)
+        values: Item = {f":f_{k}": v for k, v in fields.items()}
+        names = {f"#f_{k}": k for k in fields}
+        values.update({":outcome": outcome.value, ":running": "running", ":attempt": attempt})
+        values[":now"] = now
+        try:
+            self._transact_unit(
+                sid,
+                {"PK": session_pk(sid), "SK": unit_sk(file, index)},
+                unit_update=(
+                    "SET #status = :outcome, finished_at = :now"
+                    + (f", {sets}" if sets else "")
+                    + " REMOVE lease_until, GSI2PK, GSI2SK"
+                ),
+                unit_condition="#status = :running AND attempt = :attempt",
+                values=values,
+                names={"#status": "status", **names},
+                meta_adds={counter("running"): -1, counter(outcome): 1, "remaining": -1},
+                meta_sets="first_done_at = if_not_exists(first_done_at, :now), last_done_at = :now",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def requeue_unit(
+        self, sid: str, file: int, index: int, attempt: int, now: float, fields: Item
+    ) -> bool:
+        """running → pending so the next attempt's message can claim it. False if stale."""
+        sets = ", ".join(f"#f_{k} = :f_{k}" for k in fields)
+        values: Item = {f":f_{k}": v for k, v in fields.items()}
+        values.update({":pending": "pending", ":running": "running", ":attempt": attempt})
+        values[":now"] = now
+        try:
+            self._transact_unit(
+                sid,
+                {"PK": session_pk(sid), "SK": unit_sk(file, index)},
+                unit_update=(
+                    "SET #status = :pending, stage = :null_stage, retried_at = :now"
+                    + (f", {sets}" if sets else "")
+                    + " REMOVE lease_until, GSI2PK, GSI2SK"
+                ),
+                unit_condition="#status = :running AND attempt = :attempt",
+                values={**values, ":null_stage": None},
+                names={"#status": "status", **{f"#f_{k}": k for k in fields}},
+                meta_adds={counter("running"): -1, counter("pending"): 1},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def _transact_unit(
+        self,
+        sid: str,
+        key: Item,
+        *,
+        unit_update: str,
+        unit_condition: str,
+        values: Item,
+        names: dict[str, str],
+        meta_adds: dict[str, int],
+        meta_sets: str | None = None,
+    ) -> None:
+        meta_values: Item = {f":m_{k}": v for k, v in meta_adds.items()}
+        meta_values[":m_version"] = 1
+        update = "ADD " + ", ".join(f"{k} :m_{k}" for k in meta_adds) + ", version :m_version"
+        if meta_sets:
+            update = f"SET {meta_sets} {update}"
+            meta_values[":now"] = values[":now"]
+        self._ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": serialize(key),
+                        "UpdateExpression": unit_update,
+                        "ConditionExpression": unit_condition,
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": serialize(values),
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
+                        "UpdateExpression": update,
+                        "ExpressionAttributeValues": serialize(meta_values),
+                    }
+                },
+            ]
+        )
+
+    # ---- completion -------------------------------------------------------------------------
+    def claim_completion(self, sid: str, now: float) -> Item | None:
+        """Mark the session done if every file arrived and every unit is terminal.
+
+        Exactly one caller gets the META item back; every other caller (and every call before the
+        session is done) gets None.
+        """
+        try:
+            response = self._ddb.update_item(
+                TableName=self._table,
+                Key=serialize({"PK": session_pk(sid), "SK": "META"}),
+                UpdateExpression="SET done_at = :now, notified = :false ADD version :one",
+                ConditionExpression=(
+                    "attribute_exists(PK) AND attribute_not_exists(done_at)"
+                    " AND remaining = :zero AND files_pending = :zero AND #state <> :cancelled"
+                ),
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=serialize(
+                    {":now": now, ":false": False, ":one": 1, ":zero": 0, ":cancelled": "cancelled"}
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return deserialize(response["Attributes"])
+
+    def mark_notified(self, sid: str, now: float) -> None:
+        self._ddb.update_item(
+            TableName=self._table,
+            Key=serialize({"PK": session_pk(sid), "SK": "META"}),
+            UpdateExpression="SET notified = :true, notified_at = :now",
+            ExpressionAttributeValues=serialize({":true": True, ":now": now}),
+        )
+
+    def put_item(self, item: Item) -> None:
+        self._ddb.put_item(TableName=self._table, Item=serialize(item))
+
+
+def _chunks(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,3 @@
+from chute_cli.main import app
+
+app(prog_name="chute")

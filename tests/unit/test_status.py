@@ -1,0 +1,83 @@
+"""Session status, progress and ETA come from the META item alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.models import SessionStatus
+from chalicelib.sessions import eta_seconds, session_status, summarize
+from chalicelib.store import Item
+from tests.factories import meta_item
+
+
+def meta(**changes: object) -> Item:
+    item = meta_item("s1", files=2, now=1000.0)
+    item.update(changes)
+    return item
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, SessionStatus.UPLOADING),
+        ({"files_pending": 1, "total": 5, "remaining": 5}, SessionStatus.PROCESSING),
+        ({"state": "paused", "files_pending": 0}, SessionStatus.PAUSED),
+        ({"state": "cancelled"}, SessionStatus.CANCELLED),
+        ({"done_at": 9.0, "total": 3, "n_completed": 3}, SessionStatus.COMPLETED),
+        (
+            {"done_at": 9.0, "total": 3, "n_completed": 2, "n_failed": 1},
+            SessionStatus.COMPLETED_WITH_ERRORS,
+        ),
+        ({"done_at": 9.0, "total": 3, "n_failed": 3}, SessionStatus.FAILED),
+    ],
+)
+def test_status_is_derived_from_state_counters_and_done_at(
+    changes: dict[str, object], expected: SessionStatus
+) -> None:
+    assert session_status(meta(**changes)) is expected
+
+
+def test_progress_is_terminal_units_over_total() -> None:
+    summary = summarize(
+        meta(files_pending=0, total=200, remaining=50, n_completed=140, n_failed=10), 2000.0
+    )
+
+    assert summary.progress == 75.0
+    assert summary.counts.completed == 140
+    assert summary.files_received == 2
+
+
+def test_progress_never_reaches_100_while_files_are_still_to_arrive() -> None:
+    summary = summarize(meta(files_pending=1, total=10, remaining=0, n_completed=10), 2000.0)
+
+    assert summary.progress == 99.0
+    assert summary.status is SessionStatus.PROCESSING
+
+
+def test_eta_is_unknown_until_two_units_have_finished() -> None:
+    assert eta_seconds(meta(remaining=10), 2000.0) is None
+    assert eta_seconds(meta(remaining=10, first_done_at=1500.0, n_completed=1), 2000.0) is None
+
+
+def test_eta_is_remaining_units_over_throughput_since_the_first_finish() -> None:
+    # 11 finished in the 100 s since the first: 10 more per 100 s, so 40 remaining take 400 s.
+    item = meta(remaining=40, first_done_at=1900.0, n_completed=9, n_failed=2)
+
+    assert eta_seconds(item, 2000.0) == 400.0
+
+
+def test_a_done_session_has_zero_eta_and_is_not_timed_out() -> None:
+    summary = summarize(
+        meta(files_pending=0, total=1, n_completed=1, done_at=1500.0, first_done_at=1400.0),
+        99_999.0,
+    )
+
+    assert summary.eta_seconds == 0.0
+    assert not summary.timed_out
+
+
+def test_uploads_that_never_arrive_make_the_session_timed_out_after_the_deadline() -> None:
+    item = meta()
+
+    assert not summarize(item, 1000.0 + 899).timed_out
+    assert summarize(item, 1000.0 + 901).timed_out
