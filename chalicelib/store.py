@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -30,6 +31,7 @@ Item = dict[str, Any]
 
 COUNTED_STATUSES: tuple[UnitStatus, ...] = tuple(UnitStatus)
 _TERMINAL = ("completed", "failed", "timeout", "cancelled")
+_NAME = re.compile(r"#(\w+)")
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -102,6 +104,11 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         raise InvalidInput(
             "The cursor is not one this API gave out.", code="invalid_cursor"
         ) from exc
+
+
+def names_in(*expressions: str) -> dict[str, str]:
+    """ExpressionAttributeNames for every ``#name`` used: no reserved-word surprises (total, …)."""
+    return {f"#{name}": name for e in expressions for name in _NAME.findall(e)}
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
@@ -217,9 +224,9 @@ class Store:
         pending = sum(1 for u in units if u.status not in _TERMINAL)
         adds = {":total": len(units), ":remaining": pending, ":minus": -1, ":one": 1}
         adds.update({f":{name}": n for name, n in by_status.items()})
-        add_expr = ", ".join(f"{name} :{name}" for name in by_status)
+        add_expr = ", ".join(f"#{name} :{name}" for name in by_status)
         meta_update = (
-            "ADD total :total, remaining :remaining, files_pending :minus, version :one"
+            "ADD #total :total, #remaining :remaining, #files_pending :minus, #version :one"
             + (f", {add_expr}" if add_expr else "")
         )
         try:
@@ -229,8 +236,9 @@ class Store:
                         "Update": {
                             "TableName": self._table,
                             "Key": serialize({"PK": session_pk(sid), "SK": declared_file_sk(file)}),
-                            "UpdateExpression": "SET fanned_out_at = :now, units = :total",
-                            "ConditionExpression": "attribute_not_exists(fanned_out_at)",
+                            "UpdateExpression": "SET #fanned_out_at = :now, #units = :total",
+                            "ConditionExpression": "attribute_not_exists(#fanned_out_at)",
+                            "ExpressionAttributeNames": names_in("#fanned_out_at #units"),
                             "ExpressionAttributeValues": serialize(
                                 {":now": now, ":total": len(units)}
                             ),
@@ -242,6 +250,7 @@ class Store:
                             "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
                             "UpdateExpression": meta_update,
                             "ConditionExpression": "attribute_exists(PK)",
+                            "ExpressionAttributeNames": names_in(meta_update),
                             "ExpressionAttributeValues": serialize(adds),
                         }
                     },
@@ -294,7 +303,8 @@ class Store:
         self._ddb.update_item(
             TableName=self._table,
             Key=serialize({"PK": session_pk(sid), "SK": declared_file_sk(file)}),
-            UpdateExpression="SET units_sent = :true",
+            UpdateExpression="SET #units_sent = :true",
+            ExpressionAttributeNames=names_in("#units_sent"),
             ExpressionAttributeValues=serialize({":true": True}),
         )
 
@@ -321,11 +331,11 @@ class Store:
                 sid,
                 key,
                 unit_update=(
-                    "SET #status = :running, attempt = :attempt, stage = :stage,"
-                    " progress = :zero, started_at = :now, lease_until = :lease,"
-                    " GSI2PK = :lease_pk, GSI2SK = :lease_sk REMOVE #error"
+                    "SET #status = :running, #attempt = :attempt, #stage = :stage,"
+                    " #progress = :zero, #started_at = :now, #lease_until = :lease,"
+                    " #GSI2PK = :lease_pk, #GSI2SK = :lease_sk REMOVE #error"
                 ),
-                unit_condition="#status = :pending AND attempt = :previous",
+                unit_condition="#status = :pending AND #attempt = :previous",
                 values={
                     ":running": "running",
                     ":pending": "pending",
@@ -338,7 +348,6 @@ class Store:
                     ":lease_pk": "LEASE",
                     ":lease_sk": f"{lease_until:017.3f}#{sid}#{unit_sk(file, index)}",
                 },
-                names={"#status": "status", "#error": "error"},
                 meta_adds={counter("pending"): -1, counter("running"): 1},
             )
             return Claim(ClaimOutcome.CLAIMED, attempt, None)
@@ -356,11 +365,13 @@ class Store:
                 TableName=self._table,
                 Key=serialize(key),
                 UpdateExpression=(
-                    "SET attempt = :next, stage = :stage, progress = :zero, started_at = :now,"
-                    " lease_until = :lease, GSI2SK = :lease_sk"
+                    "SET #attempt = :next, #stage = :stage, #progress = :zero, #started_at = :now,"
+                    " #lease_until = :lease, #GSI2SK = :lease_sk"
                 ),
-                ConditionExpression="#status = :running AND attempt = :current",
-                ExpressionAttributeNames={"#status": "status"},
+                ConditionExpression="#status = :running AND #attempt = :current",
+                ExpressionAttributeNames=names_in(
+                    "#status #attempt #stage #progress #started_at #lease_until #GSI2SK"
+                ),
                 ExpressionAttributeValues=serialize(
                     {
                         ":next": current + 1,
@@ -388,9 +399,9 @@ class Store:
             self._ddb.update_item(
                 TableName=self._table,
                 Key=serialize({"PK": session_pk(sid), "SK": unit_sk(file, index)}),
-                UpdateExpression="SET stage = :stage, progress = :progress",
-                ConditionExpression="#status = :running AND attempt = :attempt",
-                ExpressionAttributeNames={"#status": "status"},
+                UpdateExpression="SET #stage = :stage, #progress = :progress",
+                ConditionExpression="#status = :running AND #attempt = :attempt",
+                ExpressionAttributeNames=names_in("#stage #progress #status #attempt"),
                 ExpressionAttributeValues=serialize(
                     {
                         ":stage": stage,
@@ -417,9 +428,8 @@ class Store:
         fields: Item,
     ) -> bool:
         """running → completed/failed/timeout for this attempt, counted once. False if stale."""
-        sets = ", ".join(f"#f_{k} = :f_{k}" for k in fields)
+        sets = ", ".join(f"#{k} = :f_{k}" for k in fields)
         values: Item = {f":f_{k}": v for k, v in fields.items()}
-        names = {f"#f_{k}": k for k in fields}
         values.update({":outcome": outcome.value, ":running": "running", ":attempt": attempt})
         values[":now"] = now
         try:
@@ -427,15 +437,16 @@ class Store:
                 sid,
                 {"PK": session_pk(sid), "SK": unit_sk(file, index)},
                 unit_update=(
-                    "SET #status = :outcome, finished_at = :now"
+                    "SET #status = :outcome, #finished_at = :now"
                     + (f", {sets}" if sets else "")
-                    + " REMOVE lease_until, GSI2PK, GSI2SK"
+                    + " REMOVE #lease_until, #GSI2PK, #GSI2SK"
                 ),
-                unit_condition="#status = :running AND attempt = :attempt",
+                unit_condition="#status = :running AND #attempt = :attempt",
                 values=values,
-                names={"#status": "status", **names},
                 meta_adds={counter("running"): -1, counter(outcome): 1, "remaining": -1},
-                meta_sets="first_done_at = if_not_exists(first_done_at, :now), last_done_at = :now",
+                meta_sets=(
+                    "#first_done_at = if_not_exists(#first_done_at, :now), #last_done_at = :now"
+                ),
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
@@ -447,7 +458,7 @@ class Store:
         self, sid: str, file: int, index: int, attempt: int, now: float, fields: Item
     ) -> bool:
         """running → pending so the next attempt's message can claim it. False if stale."""
-        sets = ", ".join(f"#f_{k} = :f_{k}" for k in fields)
+        sets = ", ".join(f"#{k} = :f_{k}" for k in fields)
         values: Item = {f":f_{k}": v for k, v in fields.items()}
         values.update({":pending": "pending", ":running": "running", ":attempt": attempt})
         values[":now"] = now
@@ -456,13 +467,12 @@ class Store:
                 sid,
                 {"PK": session_pk(sid), "SK": unit_sk(file, index)},
                 unit_update=(
-                    "SET #status = :pending, stage = :null_stage, retried_at = :now"
+                    "SET #status = :pending, #stage = :null_stage, #retried_at = :now"
                     + (f", {sets}" if sets else "")
-                    + " REMOVE lease_until, GSI2PK, GSI2SK"
+                    + " REMOVE #lease_until, #GSI2PK, #GSI2SK"
                 ),
-                unit_condition="#status = :running AND attempt = :attempt",
+                unit_condition="#status = :running AND #attempt = :attempt",
                 values={**values, ":null_stage": None},
-                names={"#status": "status", **{f"#f_{k}": k for k in fields}},
                 meta_adds={counter("running"): -1, counter("pending"): 1},
             )
         except ClientError as exc:
@@ -479,13 +489,12 @@ class Store:
         unit_update: str,
         unit_condition: str,
         values: Item,
-        names: dict[str, str],
         meta_adds: dict[str, int],
         meta_sets: str | None = None,
     ) -> None:
         meta_values: Item = {f":m_{k}": v for k, v in meta_adds.items()}
         meta_values[":m_version"] = 1
-        update = "ADD " + ", ".join(f"{k} :m_{k}" for k in meta_adds) + ", version :m_version"
+        update = "ADD " + ", ".join(f"#{k} :m_{k}" for k in meta_adds) + ", #version :m_version"
         if meta_sets:
             update = f"SET {meta_sets} {update}"
             meta_values[":now"] = values[":now"]
@@ -497,7 +506,7 @@ class Store:
                         "Key": serialize(key),
                         "UpdateExpression": unit_update,
                         "ConditionExpression": unit_condition,
-                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeNames": names_in(unit_update, unit_condition),
                         "ExpressionAttributeValues": serialize(values),
                     }
                 },
@@ -506,6 +515,7 @@ class Store:
                         "TableName": self._table,
                         "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
                         "UpdateExpression": update,
+                        "ExpressionAttributeNames": names_in(update),
                         "ExpressionAttributeValues": serialize(meta_values),
                     }
                 },
@@ -523,12 +533,14 @@ class Store:
             response = self._ddb.update_item(
                 TableName=self._table,
                 Key=serialize({"PK": session_pk(sid), "SK": "META"}),
-                UpdateExpression="SET done_at = :now, notified = :false ADD version :one",
+                UpdateExpression="SET #done_at = :now, #notified = :false ADD #version :one",
                 ConditionExpression=(
-                    "attribute_exists(PK) AND attribute_not_exists(done_at)"
-                    " AND remaining = :zero AND files_pending = :zero AND #state <> :cancelled"
+                    "attribute_exists(PK) AND attribute_not_exists(#done_at)"
+                    " AND #remaining = :zero AND #files_pending = :zero AND #state <> :cancelled"
                 ),
-                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeNames=names_in(
+                    "#done_at #notified #version #remaining #files_pending #state"
+                ),
                 ExpressionAttributeValues=serialize(
                     {":now": now, ":false": False, ":one": 1, ":zero": 0, ":cancelled": "cancelled"}
                 ),
@@ -544,7 +556,8 @@ class Store:
         self._ddb.update_item(
             TableName=self._table,
             Key=serialize({"PK": session_pk(sid), "SK": "META"}),
-            UpdateExpression="SET notified = :true, notified_at = :now",
+            UpdateExpression="SET #notified = :true, #notified_at = :now",
+            ExpressionAttributeNames=names_in("#notified #notified_at"),
             ExpressionAttributeValues=serialize({":true": True, ":now": now}),
         )
 

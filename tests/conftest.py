@@ -11,8 +11,8 @@ from moto import mock_aws
 
 from chalicelib.store import Store
 from infra import moto_dynamodb
-
-TABLE = "chute"
+from infra.provision import Provisioned, provision
+from infra.resources import LOCAL
 
 
 @pytest.fixture(autouse=True)
@@ -36,9 +36,10 @@ def aws() -> Iterator[boto3.Session]:
 
 
 @pytest.fixture
-def store(aws: boto3.Session) -> Store:
-    from infra.resources import create_table
+def provisioned(aws: boto3.Session) -> Provisioned:
+    return provision(aws, None, LOCAL)
 
-    client = aws.client("dynamodb")
-    create_table(client, TABLE)
-    return Store(client, TABLE)
+
+@pytest.fixture
+def store(aws: boto3.Session, provisioned: Provisioned) -> Store:
+    return Store(aws.client("dynamodb"), provisioned.table)
