@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from chalicelib.log import logger
 from chalicelib.models import WorkMessage
 from chalicelib.services import Services
 
@@ -56,4 +57,14 @@ def run_batch(
     """Run handle() per record; failed records are reported so only they are redelivered."""
     # A BatchProcessor keeps per-batch state: one per invocation keeps concurrent calls apart.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return dict(process_partial_response(event, handle, processor, context))
+
+    def logged(record: SQSRecord) -> None:
+        try:
+            handle(record)
+        except Exception:
+            logger.exception(
+                "record failed; SQS will redeliver it", extra={"id": record.message_id}
+            )
+            raise
+
+    return dict(process_partial_response(event, logged, processor, context))

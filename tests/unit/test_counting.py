@@ -1,4 +1,4 @@
-"""The counting rules of DESIGN §2 on moto's in-process DynamoDB: every unit counted exactly once."""
+"""The counting rules of DESIGN §2 on moto in-process: every unit is counted exactly once."""
 
 from __future__ import annotations
 

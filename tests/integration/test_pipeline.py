@@ -1,0 +1,312 @@
+"""The whole flow on moto in-process: HTTP API → presigned POST → S3 event → SQS → handlers → SNS.
+
+Nothing of chute is mocked: the test plays the part of API Gateway (Chalice's test client) and of
+the Lambda SQS event source (receive a batch, call the handler, delete what succeeded).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from chalice.test import Client
+
+import app as chute_app
+from chalicelib.auth import issue_token
+from chalicelib.clock import SystemClock
+from chalicelib.config import Settings
+from chalicelib.processors.pdfgen import make_pdf
+from chalicelib.services import Services, set_services
+from infra.provision import Provisioned
+from infra.resources import LOCAL
+
+KEY = "test-signing-key"
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass
+class Stack:
+    client: Client
+    sqs: Any
+    provisioned: Provisioned
+    requests: list[str]
+
+    def auth(self, user: str = "alice") -> dict[str, str]:
+        token = issue_token(KEY, user, 0)
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def create(self, files: list[tuple[str, bytes]], user: str = "alice") -> dict[str, Any]:
+        manifest = {
+            "files": [
+                {"name": name, "size": len(data), "content_type": "application/octet-stream"}
+                for name, data in files
+            ]
+        }
+        response = self.client.http.post(
+            "/sessions", headers=self.auth(user), body=json.dumps(manifest)
+        )
+        assert response.status_code == 201, response.body
+        created: dict[str, Any] = json.loads(response.body)
+        for ticket, (name, data) in zip(created["uploads"], files, strict=True):
+            posted = requests.post(
+                ticket["url"], data=ticket["fields"], files={"file": (name, data)}, timeout=10
+            )
+            assert posted.status_code == 204, posted.text
+        return created
+
+    def get(self, path: str, user: str = "alice") -> Any:
+        response = self.client.http.get(path, headers=self.auth(user))
+        return response.status_code, json.loads(response.body) if response.body else None
+
+    def url(self, queue: str) -> str:
+        return self.provisioned.queue_urls[queue]
+
+    def pump(self, queue: str, handler: Handler) -> int:
+        """Deliver every message on a queue to its handler the way Lambda would; count them."""
+        delivered = 0
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=self.url(queue), MaxNumberOfMessages=10, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not batch:
+                return delivered
+            event = {"Records": [lambda_record(m, queue) for m in batch]}
+            failures = {f["itemIdentifier"] for f in handler(event, None)["batchItemFailures"]}
+            assert not failures, failures
+            for message in batch:
+                self.sqs.delete_message(
+                    QueueUrl=self.url(queue), ReceiptHandle=message["ReceiptHandle"]
+                )
+            delivered += len(batch)
+
+    def run_until_idle(self) -> None:
+        while (
+            self.pump(LOCAL.uploads_queue.name, chute_app.on_upload)
+            + self.pump(LOCAL.work_queue.name, chute_app.worker)
+            + self.pump(LOCAL.work_high_queue.name, chute_app.worker)
+        ):
+            pass
+
+    def emails(self) -> list[dict[str, Any]]:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.url(LOCAL.outbox_queue.name), MaxNumberOfMessages=10
+        ).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+
+def lambda_record(message: dict[str, Any], queue: str) -> dict[str, Any]:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
+        "awsRegion": "us-east-1",
+    }
+
+
+@pytest.fixture
+def stack(aws: boto3.Session, provisioned: Provisioned) -> Iterator[Stack]:
+    settings = Settings(
+        bucket=provisioned.bucket,
+        table=provisioned.table,
+        uploads_queue_url=provisioned.queue_urls[LOCAL.uploads_queue.name],
+        work_queue_url=provisioned.queue_urls[LOCAL.work_queue.name],
+        work_high_queue_url=provisioned.queue_urls[LOCAL.work_high_queue.name],
+        topic_arn=provisioned.topic_arn,
+        token_key=KEY,
+        progress_interval_s=0,
+        retry_base_delay_s=0,
+    )
+    services = Services(settings, SystemClock(), aws)
+    calls: list[str] = []
+    set_services(services)
+    sqs = aws.client("sqs")
+    # The bucket notification's s3:TestEvent is not ours to count.
+    sqs.purge_queue(QueueUrl=provisioned.queue_urls[LOCAL.uploads_queue.name])
+    try:
+        with Client(chute_app.app) as client:
+            yield Stack(client, sqs, provisioned, calls)
+    finally:
+        set_services(None)
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_zip_fans_out_to_one_unit_per_member_and_completes_with_one_email(stack: Stack) -> None:
+    archive = zip_of(
+        {
+            "docs/a.txt": b"hello world\n" * 50,
+            "docs/b.json": b'{"k": [1, 2, 3]}',
+            "docs/c.pdf": make_pdf(["A page about chute."]),
+            "docs/d.csv": b"a,b\n1,2\n3,4\n",
+        }
+    )
+    created = stack.create([("batch.zip", archive), ("notes.md", b"# Title\n\nSome notes.\n")])
+    sid = created["session_id"]
+
+    stack.run_until_idle()
+
+    status, summary = stack.get(f"/sessions/{sid}")
+    assert status == 200
+    assert summary["status"] == "completed"
+    assert summary["total"] == 5
+    assert summary["counts"]["completed"] == 5
+    assert summary["progress"] == 100.0
+    assert summary["notified"] is True
+    _, files = stack.get(f"/sessions/{sid}/files")
+    names = [row["name"] for row in files["items"]]
+    assert names == ["docs/a.txt", "docs/b.json", "docs/c.pdf", "docs/d.csv", "notes.md"]
+    pdf = files["items"][2]
+    assert pdf["result"]["pages"] == 1
+    assert pdf["result_key"] == f"results/{sid}/00000-000002.json"
+    emails = stack.emails()
+    assert len(emails) == 1
+    assert emails[0]["MessageAttributes"]["session_id"]["Value"] == sid
+    assert "5 of 5 files completed" in emails[0]["Message"]
+
+
+def test_a_corrupt_member_fails_alone_and_the_session_completes_with_errors(stack: Stack) -> None:
+    good = make_pdf(["fine"])
+    archive = zip_of({"ok.pdf": good, "broken.pdf": good[: len(good) // 2], "ok.txt": b"x"})
+    sid = stack.create([("mixed.zip", archive)])["session_id"]
+
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert summary["status"] == "completed_with_errors"
+    assert summary["counts"] == {**summary["counts"], "completed": 2, "failed": 1}
+    _, failed = stack.get(f"/sessions/{sid}/files?status=failed")
+    (row,) = failed["items"]
+    assert row["name"] == "broken.pdf"
+    assert row["error"]["code"] == "pdf_unreadable"
+    assert row["retryable"] is False
+    assert len(stack.emails()) == 1
+
+
+def test_a_redelivered_upload_event_creates_no_second_set_of_units(stack: Stack) -> None:
+    sid = stack.create([("one.txt", b"just one")])["session_id"]
+    uploads = stack.url(LOCAL.uploads_queue.name)
+    (message,) = stack.sqs.receive_message(QueueUrl=uploads, MaxNumberOfMessages=10)["Messages"]
+    event = {"Records": [lambda_record(message, LOCAL.uploads_queue.name)] * 2}
+    event["Records"][1] = {**event["Records"][1], "messageId": "redelivered"}
+
+    chute_app.on_upload(event, None)
+    stack.sqs.delete_message(QueueUrl=uploads, ReceiptHandle=message["ReceiptHandle"])
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert summary["total"] == 1
+    assert summary["counts"]["completed"] == 1
+    assert len(stack.emails()) == 1
+
+
+def test_an_upload_of_another_size_than_declared_fails_that_file_only(stack: Stack) -> None:
+    manifest = {"files": [{"name": "a.txt", "size": 3}, {"name": "b.txt", "size": 2}]}
+    response = stack.client.http.post("/sessions", headers=stack.auth(), body=json.dumps(manifest))
+    created = json.loads(response.body)
+    # moto does not enforce content-length-range (DESIGN §8); AWS would refuse this POST.
+    for ticket, data in zip(created["uploads"], [b"much longer than declared", b"ok"], strict=True):
+        requests.post(ticket["url"], data=ticket["fields"], files={"file": data}, timeout=10)
+
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{created['session_id']}")
+    assert summary["status"] == "completed_with_errors"
+    _, files = stack.get(f"/sessions/{created['session_id']}/files")
+    assert [r["status"] for r in files["items"]] == ["failed", "completed"]
+    assert files["items"][0]["error"]["code"] == "upload_mismatch"
+
+
+def test_a_bad_zip_is_one_failed_unit_with_a_clear_error(stack: Stack) -> None:
+    sid = stack.create([("fake.zip", b"this is not a zip archive at all")])["session_id"]
+
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert summary["status"] == "failed"
+    _, files = stack.get(f"/sessions/{sid}/files")
+    assert files["items"][0]["error"]["code"] == "zip_not_a_zip"
+    assert len(stack.emails()) == 1
+
+
+def test_status_answers_304_when_nothing_changed(stack: Stack) -> None:
+    sid = stack.create([("one.txt", b"abc")])["session_id"]
+    first = stack.client.http.get(f"/sessions/{sid}", headers=stack.auth())
+    etag = first.headers["ETag"]
+
+    again = stack.client.http.get(
+        f"/sessions/{sid}", headers={**stack.auth(), "If-None-Match": etag}
+    )
+    stack.run_until_idle()
+    changed = stack.client.http.get(
+        f"/sessions/{sid}", headers={**stack.auth(), "If-None-Match": etag}
+    )
+
+    assert again.status_code == 304
+    assert changed.status_code == 200
+
+
+def test_another_users_session_is_not_found(stack: Stack) -> None:
+    sid = stack.create([("one.txt", b"abc")])["session_id"]
+
+    status, body = stack.get(f"/sessions/{sid}", user="mallory")
+    files_status, _ = stack.get(f"/sessions/{sid}/files", user="mallory")
+
+    assert status == 404
+    assert body["error"]["code"] == "session_not_found"
+    assert files_status == 404
+
+
+def test_the_callers_sessions_are_listed_newest_first(stack: Stack) -> None:
+    first = stack.create([("a.txt", b"a")])["session_id"]
+    second = stack.create([("b.txt", b"b")])["session_id"]
+    stack.create([("c.txt", b"c")], user="bob")
+
+    _, listing = stack.get("/sessions")
+
+    assert [s["session_id"] for s in listing["items"]] == [second, first]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[]", "invalid_manifest"),
+        ('{"files": []}', "invalid_manifest"),
+        ('{"files": [{"name": "a/b.txt", "size": 1}]}', "invalid_manifest"),
+        ('{"files": [{"name": "a.exe", "size": 1}]}', "unsupported_file_type"),
+        ('{"files": [{"name": "a.txt", "size": -1}]}', "invalid_manifest"),
+        ('{"files": [{"name": "a.txt", "size": 99999999999999}]}', "file_too_large"),
+    ],
+)
+def test_a_bad_manifest_is_a_400_with_a_stable_code(stack: Stack, body: str, code: str) -> None:
+    response = stack.client.http.post("/sessions", headers=stack.auth(), body=body)
+
+    assert response.status_code == 400
+    error = json.loads(response.body)["error"]
+    assert error["code"] == code
+    assert error["message"]
+
+
+def test_a_request_without_a_valid_token_is_a_401(stack: Stack) -> None:
+    response = stack.client.http.get("/sessions", headers={"Authorization": "Bearer nope"})
+
+    assert response.status_code == 401
+    assert json.loads(response.body)["error"]["code"] == "token_malformed"
