@@ -213,9 +213,7 @@ def _json_layout(prose: _Prose, rng: random.Random, title: str) -> _Layout:
             separator[0] = ",\n  "
         return "".join(out)
 
-    return _Layout(
-        head=f'{{"title": "{title}", "records": [\n', piece=records, tail="\n]}\n"
-    )
+    return _Layout(head=f'{{"title": "{title}", "records": [\n', piece=records, tail="\n]}\n")
 
 
 def _zipinfo(name: str, compress_type: int) -> zipfile.ZipInfo:
@@ -271,9 +269,9 @@ def _write_pdf(
     archive.writestr(_zipinfo(name, zipfile.ZIP_STORED), document)
 
 
-def _plan(files: int, corrupt: int, rng: random.Random, prose: _Prose) -> tuple[
-    list[Kind], list[str], set[int]
-]:
+def _plan(
+    files: int, corrupt: int, rng: random.Random, prose: _Prose
+) -> tuple[list[Kind], list[str], set[int]]:
     kinds = [KINDS[i % len(KINDS)] for i in range(files)]
     rng.shuffle(kinds)
     width = max(4, len(str(files)))
@@ -323,9 +321,10 @@ def make_documents_zip(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as sink, zipfile.ZipFile(
-        sink, "w", compresslevel=_COMPRESS_LEVEL
-    ) as archive:
+    with (
+        partial.open("wb") as sink,
+        zipfile.ZipFile(sink, "w", compresslevel=_COMPRESS_LEVEL) as archive,
+    ):
         for index, (kind, name, weight) in enumerate(zip(kinds, names, weights, strict=True)):
             budget = target_total - sink.tell() - local_headers_left - central_directory
             share = max(0, budget) * weight / weight_left

@@ -1,0 +1,375 @@
+"""`chute`: run the local stack, issue tokens, upload and watch sessions, and run the demo.
+
+Human-readable output goes to stderr; stdout carries only what scripts read (a token, a session
+id, a summary), so commands compose in shell pipelines.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import requests
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from chalicelib.auth import issue_token
+from chalicelib.clock import SystemClock
+from chalicelib.models import FileSpec
+from chute_cli.client import LOCAL_CONFIG_PATH, ApiError, ChuteClient, load_local_config
+from chute_cli.report import (
+    demo_summary_line,
+    emails_for,
+    format_email,
+    is_terminal,
+    progress_fields,
+    progress_text,
+    read_outbox,
+)
+from chute_cli.samples import ensure_documents_zip
+from chute_cli.stack import StackError, StackProcess, running_stack, start_stack
+
+TOKEN_KEY_PATH = Path(".chute") / "token_key"
+DEMO_DIR = Path(".chute") / "demo"
+_NOTIFICATION_WAIT_S = 10.0
+_NOTIFICATION_POLL_S = 0.25
+
+app = typer.Typer(
+    name="chute",
+    help="Background processing for large uploads, with per-file progress.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        envvar="CHUTE_ROOT",
+        help="Project directory holding .chute/ (default: the current directory).",
+    ),
+]
+ApiUrlOption = Annotated[
+    str | None,
+    typer.Option(envvar="CHUTE_API_URL", help="API base URL (default: the local stack's)."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(envvar="CHUTE_TOKEN", help="Bearer token (default: the local stack's dev token)."),
+]
+TimeoutOption = Annotated[
+    float, typer.Option(min=1, help="Give up watching after this many seconds.")
+]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"error: {message}", style="red", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _root(ctx: typer.Context) -> Path:
+    root = ctx.obj
+    assert isinstance(root, Path)
+    return root
+
+
+@app.callback()
+def _main(ctx: typer.Context, root: RootOption = None) -> None:
+    ctx.obj = (root or Path.cwd()).resolve()
+
+
+@contextmanager
+def _reporting_api_errors() -> Iterator[None]:
+    try:
+        yield
+    except ApiError as error:
+        _fail(f"{error.message} ({error.code}, HTTP {error.status})")
+    except requests.ConnectionError:
+        _fail("Could not connect to the API: is it running? Locally, start it with `make run`.")
+    except requests.RequestException as error:
+        _fail(f"The request failed: {error}")
+
+
+def _client(root: Path, api_url: str | None, token: str | None) -> ChuteClient:
+    if api_url and token:
+        return ChuteClient(api_url, token)
+    try:
+        config = load_local_config(root)
+    except FileNotFoundError:
+        _fail(
+            f"No local stack config at {root / LOCAL_CONFIG_PATH}: run `make run` first, "
+            "or pass --api-url and --token."
+        )
+    return ChuteClient(api_url or config.api_url, token or config.token)
+
+
+@app.command()
+def token(ctx: typer.Context, name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Print a local bearer token for NAME, signed with the local stack's key."""
+    key_path = _root(ctx) / TOKEN_KEY_PATH
+    try:
+        key = key_path.read_text().strip()
+    except FileNotFoundError:
+        _fail(f"No token key at {key_path}: run `make run` first.")
+    try:
+        typer.echo(issue_token(key, name, SystemClock().now()))
+    except ValueError as error:
+        _fail(str(error), code=2)
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Run the local stack in the foreground until Ctrl-C."""
+    from infra.local import main as run_stack
+
+    raise typer.Exit(run_stack(["--root", str(_root(ctx))]))
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    summary: dict[str, Any] | None
+    # time.monotonic() when a terminal status was first seen; None if the watch timed out.
+    finished_at: float | None
+
+
+def watch_session(
+    client: ChuteClient, session_id: str, *, timeout_s: float, interval_s: float = 2.0
+) -> WatchResult:
+    """Poll the summary (conditionally, by ETag) with a progress bar until it is terminal."""
+    deadline = time.monotonic() + timeout_s
+    summary: dict[str, Any] | None = None
+    etag: str | None = None
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
+        TextColumn("[red]{task.fields[failed]} failed"),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("waiting", total=None, eta="—", failed=0)
+        while True:
+            try:
+                fresh, etag = client.get_session(session_id, etag)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                progress.console.print(f"(retrying: {error.__class__.__name__})", style="yellow")
+                fresh = None
+            if fresh is not None:
+                summary = fresh
+                progress.update(task, **progress_fields(summary))
+            if summary is not None and is_terminal(summary):
+                return WatchResult(summary, time.monotonic())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return WatchResult(summary, None)
+            time.sleep(min(interval_s, remaining))
+
+
+def wait_for_emails(outbox_path: Path, session_id: str, timeout_s: float) -> list[dict[str, Any]]:
+    """The outbox emails about the session, waiting up to timeout_s for the first one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        emails = emails_for(read_outbox(outbox_path), session_id)
+        if emails or time.monotonic() >= deadline:
+            return emails
+        time.sleep(_NOTIFICATION_POLL_S)
+
+
+def _content_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+@app.command()
+def upload(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    watch: Annotated[bool, typer.Option(help="Show progress until the session is done.")] = False,
+    name: Annotated[str | None, typer.Option(help="A name for the session.")] = None,
+    priority: Annotated[int, typer.Option(min=1, max=10)] = 5,
+    timeout: TimeoutOption = 900.0,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Upload FILE as a new session and print its id; with --watch, follow it to the end."""
+    client = _client(_root(ctx), api_url, token)
+    content_type = _content_type(file)
+    size = file.stat().st_size
+    with _reporting_api_errors():
+        created = client.create_session(
+            [FileSpec(name=file.name, size=size, content_type=content_type)],
+            name=name,
+            priority=priority,
+        )
+        typer.echo(created.session_id)
+        with console.status(f"Uploading {file.name} ({size / 2**20:,.1f} MiB)…"):
+            client.upload(created.uploads[0], file, content_type)
+        console.print(f"Uploaded {file.name} to session {created.session_id}.")
+        if not watch:
+            return
+        result = watch_session(client, created.session_id, timeout_s=timeout)
+    if result.summary is not None:
+        console.print(progress_text(result.summary), markup=False)
+    if result.finished_at is None:
+        _fail(f"Session {created.session_id} did not finish within {timeout:.0f} s.")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    session_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw summary as JSON.")] = False,
+    api_url: ApiUrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Print a session's summary."""
+    client = _client(_root(ctx), api_url, token)
+    with _reporting_api_errors():
+        summary, _ = client.get_session(session_id)
+    assert summary is not None  # only a conditional request can answer 304
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_row("session", session_id)
+    table.add_row("progress", progress_text(summary))
+    for key in ("name", "files_received", "files_total", "timed_out", "can_resume", "notified"):
+        table.add_row(key.replace("_", " "), str(summary.get(key)))
+    table.add_row("counts", json.dumps(summary.get("counts", {})))
+    Console().print(table)
+
+
+def _elapsed_s(
+    summary: dict[str, Any] | None, *, upload_wall: float, upload_mono: float, end_mono: float
+) -> float:
+    """Upload start to terminal status, from the server's done_at when the clocks agree."""
+    done_at = (summary or {}).get("done_at")
+    # The local stack shares this machine's clock, so done_at is exact where polling is only
+    # accurate to its interval; a done_at before the upload means another clock, so it is not used.
+    if isinstance(done_at, int | float) and upload_wall <= done_at <= time.time():
+        return float(done_at) - upload_wall
+    return end_mono - upload_mono
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    files: Annotated[int, typer.Option(min=1, help="Documents in the zip.")] = 300,
+    size_mb: Annotated[float, typer.Option(min=0.001, help="Size of the zip in MiB.")] = 40.0,
+    corrupt: Annotated[int, typer.Option(min=0, help="Documents that must fail.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the generated documents.")] = 0,
+    keep_stack: Annotated[
+        bool, typer.Option(help="Leave a stack this command started running.")
+    ] = False,
+    timeout: TimeoutOption = 900.0,
+    start_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the local stack to start.")
+    ] = 120.0,
+) -> None:
+    """Generate a zip of documents, process it on the local stack and report one JSON line."""
+    root = _root(ctx)
+    with console.status("Preparing the sample documents…"):
+        try:
+            sample, reused = ensure_documents_zip(
+                root / DEMO_DIR, files=files, size_mb=size_mb, corrupt=corrupt, seed=seed
+            )
+        except ValueError as error:
+            _fail(str(error), code=2)
+    console.print(
+        f"{'Reusing' if reused else 'Generated'} {sample.path.relative_to(root)}: "
+        f"{len(sample.members)} documents, {sample.bytes / 2**20:,.1f} MiB, "
+        f"{len(sample.corrupt_names)} corrupt.",
+        markup=False,
+    )
+    config = running_stack(root)
+    stack: StackProcess | None = None
+    if config is None:
+        with console.status("Starting the local stack…"):
+            try:
+                config, stack = start_stack(root, timeout_s=start_timeout)
+            except StackError as error:
+                _fail(str(error))
+        console.print(f"Local stack up at {config.api_url} (log: {stack.log_path}).", markup=False)
+    try:
+        finished = run_demo_session(
+            ChuteClient(config.api_url, config.token),
+            sample.path,
+            sample.bytes,
+            outbox_path=config.outbox_path,
+            timeout_s=timeout,
+        )
+    finally:
+        if stack is not None and keep_stack:
+            console.print(f"The local stack keeps running (pid {stack.pid}, log {stack.log_path}).")
+        elif stack is not None:
+            with console.status("Stopping the local stack…"):
+                stack.stop()
+    if not finished:
+        raise typer.Exit(1)
+
+
+def run_demo_session(
+    client: ChuteClient, zip_path: Path, size: int, *, outbox_path: Path, timeout_s: float
+) -> bool:
+    """Create, upload and watch one session; print the JSON line. True if it reached the end."""
+    with _reporting_api_errors():
+        created = client.create_session(
+            [FileSpec(name=zip_path.name, size=size, content_type="application/zip")],
+            name=f"demo: {zip_path.stem}",
+        )
+        session_id = created.session_id
+        console.print(f"Session {session_id}", markup=False)
+        upload_wall, upload_mono = time.time(), time.monotonic()
+        with console.status(f"Uploading {size / 2**20:,.1f} MiB…"):
+            client.upload(created.uploads[0], zip_path, "application/zip")
+        console.print(f"Uploaded in {time.monotonic() - upload_mono:.1f} s.")
+        result = watch_session(client, session_id, timeout_s=timeout_s)
+    elapsed = _elapsed_s(
+        result.summary,
+        upload_wall=upload_wall,
+        upload_mono=upload_mono,
+        end_mono=result.finished_at or time.monotonic(),
+    )
+    if result.finished_at is None:
+        last = result.summary.get("status", "unknown") if result.summary else "unknown"
+        console.print(
+            f"error: session {session_id} did not finish within {timeout_s:.0f} s "
+            f"(last status: {last}); raise --timeout or look at .chute/stack.log.",
+            style="red",
+            markup=False,
+        )
+        emails = emails_for(read_outbox(outbox_path), session_id)
+    else:
+        assert result.summary is not None
+        console.print(progress_text(result.summary), markup=False)
+        emails = wait_for_emails(outbox_path, session_id, _NOTIFICATION_WAIT_S)
+        for email in emails:
+            console.print(Panel(Text(format_email(email)), title="email (outbox)", expand=False))
+        if not emails:
+            console.print(f"No email for this session reached {outbox_path}.", style="yellow")
+    typer.echo(
+        demo_summary_line(
+            session_id, result.summary, notifications_sent=len(emails), elapsed_s=elapsed
+        )
+    )
+    return result.finished_at is not None
