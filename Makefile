@@ -33,8 +33,9 @@ unit: venv
 test: lint  ## lint, type-check, then every test (unit, integration, e2e)
 	$(BIN)/python -m pytest -q
 
-bench: venv
-	@for script in bench/*.py; do $(BIN)/python $$script; done
+bench: venv  ## every benchmark; each prints one JSON line
+	@for script in $(filter-out bench/__init__.py,$(wildcard bench/*.py)); do \
+		$(BIN)/python -m bench.$$(basename $$script .py) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .chute .mypy_cache .ruff_cache .pytest_cache

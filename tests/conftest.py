@@ -10,7 +10,7 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.store import Store
-from infra import moto_dynamodb
+from infra import moto_ddb_fast
 from infra.provision import Provisioned, provision
 from infra.resources import LOCAL
 
@@ -30,7 +30,7 @@ def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def aws() -> Iterator[boto3.Session]:
-    moto_dynamodb.install()
+    moto_ddb_fast.install()
     with mock_aws():
         yield boto3.Session(region_name="us-east-1")
 

@@ -1,0 +1,364 @@
+"""The embedded local stack, what `make run` starts (`python -m infra.local`).
+
+One process tree: moto in a child process (infra.moto_server), the resources of infra.resources
+provisioned in it, the Chalice app on the local dev server, the dispatcher playing Lambda's SQS
+event sources and schedule, and the email outbox printed to the console. `.chute/local.json`
+tells tools and tests where everything is and carries a dev token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import importlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.auth import issue_token
+from chalicelib.services import set_services
+from infra.dispatcher import Dispatcher, Route
+from infra.moto_server import MotoServerProcess
+from infra.outbox import OutboxPrinter
+from infra.provision import Provisioned, provision
+from infra.resources import LOCAL, Resources
+
+if TYPE_CHECKING:
+    from chalice.local import LocalDevServer
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger("chute.local")
+
+REGION = "us-east-1"
+# moto accepts any credentials; fixed dummy ones keep a real AWS profile from ever being used.
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+UPLOAD_CONCURRENCY = 2
+# Lambda timeouts as deployed: no longer than the queues' visibility timeouts allow.
+UPLOAD_TIMEOUT_S = 900
+WORKER_TIMEOUT_S = 300
+
+
+class PortInUse(Exception):
+    def __init__(self, port: int, setting: str) -> None:
+        super().__init__(
+            f"Port {port} is already in use — is `make run` already running? "
+            f"Stop it or set {setting}."
+        )
+        self.port = port
+
+
+def _ensure_port_free(host: str, port: int, setting: str) -> None:
+    with socket.socket() as probe:
+        # As the servers themselves bind: a previous run's TIME_WAIT sockets are no conflict.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(port, setting) from exc
+            raise
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write atomically (readers never see half a file), readable by the owner only."""
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(partial, path)
+
+
+def signing_key(path: Path) -> str:
+    """The local token signing key, made on first use and kept so issued tokens stay valid."""
+    with contextlib.suppress(FileNotFoundError):
+        if key := path.read_text(encoding="utf-8").strip():
+            return key
+    key = secrets.token_urlsafe(32)
+    _write_private(path, key + "\n")
+    return key
+
+
+class LocalStack:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        api_host: str = "127.0.0.1",
+        api_port: int = 8000,  # 0: any free port
+        moto_port: int = 0,  # 0: any free port
+        work_concurrency: int = 4,
+        start_api: bool = True,
+        start_dispatcher: bool = True,
+        app_module: str = "app",
+        resources: Resources = LOCAL,
+    ) -> None:
+        self.root = root
+        self.api_host = api_host
+        self.api_port = api_port
+        self.moto_port = moto_port
+        self.work_concurrency = work_concurrency
+        self.start_api = start_api
+        self.start_dispatcher = start_dispatcher
+        self.app_module = app_module
+        self.resources = resources
+        self.state_dir = root / ".chute"
+        self.info: dict[str, Any] = {}
+        self.moto: MotoServerProcess | None = None
+        self._api: LocalDevServer | None = None
+        self._api_thread: threading.Thread | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._outbox: OutboxPrinter | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> dict[str, Any]:
+        """Start everything; the contents of `.chute/local.json`. PortInUse before starting
+        anything if a requested port is taken."""
+        if self.start_api and self.api_port:
+            _ensure_port_free(self.api_host, self.api_port, "CHUTE_API_PORT")
+        if self.moto_port:
+            _ensure_port_free("127.0.0.1", self.moto_port, "CHUTE_MOTO_PORT")
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> dict[str, Any]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.moto = MotoServerProcess(port=self.moto_port)
+        endpoint = self.moto.start()
+        session = boto3.Session(
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=REGION,
+        )
+        key = signing_key(self.state_dir / "token_key")
+        info = self._describe(endpoint, provision(session, endpoint, self.resources), key)
+        self._configure_app(info, key)
+        sqs: SQSClient = session.client(
+            "sqs",
+            endpoint_url=endpoint,
+            # One connection per polling thread, and a few for the outbox and deletes.
+            config=Config(max_pool_connections=self.work_concurrency + UPLOAD_CONCURRENCY + 8),
+        )
+        if self.start_api or self.start_dispatcher:
+            app = importlib.import_module(self.app_module)
+            if self.start_api:
+                info["api_url"] = self._serve_api(app)
+            if self.start_dispatcher:
+                self._dispatcher = Dispatcher(
+                    sqs,
+                    self._routes(app, info),
+                    region=REGION,
+                    schedule=getattr(app, "sweeper", None),
+                )
+                self._dispatcher.start()
+        self._outbox = OutboxPrinter(sqs, info["outbox_queue_url"], Path(info["outbox_path"]))
+        self._outbox.start()
+        self.info = info
+        _write_private(self.state_dir / "local.json", json.dumps(info, indent=2) + "\n")
+        return info
+
+    def _describe(self, endpoint: str, provisioned: Provisioned, key: str) -> dict[str, Any]:
+        """The contents of local.json, but for api_url."""
+        urls, r = provisioned.queue_urls, self.resources
+        return {
+            "api_url": None,
+            "aws_endpoint_url": endpoint,
+            "region": REGION,
+            "bucket": provisioned.bucket,
+            "table": provisioned.table,
+            "uploads_queue_url": urls[r.uploads_queue.name],
+            "work_queue_url": urls[r.work_queue.name],
+            "work_high_queue_url": urls[r.work_high_queue.name],
+            "outbox_queue_url": urls[r.outbox_queue.name],
+            "topic_arn": provisioned.topic_arn,
+            "token": issue_token(key, "dev", time.time()),
+            "token_key_path": str(self.state_dir / "token_key"),
+            "outbox_path": str(self.state_dir / "outbox.jsonl"),
+        }
+
+    def _configure_app(self, info: Mapping[str, Any], key: str) -> None:
+        """Point chalicelib's Settings at this stack: the app reads them on first use. Settings
+        fields are named as the keys of local.json."""
+        settings = ("region", "aws_endpoint_url", "bucket", "table", "topic_arn")
+        queues = ("uploads_queue_url", "work_queue_url", "work_high_queue_url")
+        self._set_env(
+            {
+                **CREDENTIALS,
+                **{f"CHUTE_{name.upper()}": info[name] for name in settings + queues},
+                "CHUTE_TOKEN_KEY": key,
+            }
+        )
+        set_services(None)
+
+    def _set_env(self, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    def _serve_api(self, app: ModuleType) -> str:
+        from chalice.config import Config as ChaliceConfig
+        from chalice.local import LocalChalice, LocalDevServer, create_local_server
+
+        config = ChaliceConfig.create(
+            chalice_stage="dev", app_name="chute", project_dir=str(self.root)
+        )
+        # create_local_server rebases the app's class onto LocalChalice; a second stack in the
+        # same process (tests) must not do that again to the same app object.
+        make = LocalDevServer if isinstance(app.app, LocalChalice) else create_local_server
+        try:
+            self._api = make(app.app, config, self.api_host, self.api_port)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(self.api_port, "CHUTE_API_PORT") from exc
+            raise
+        # Chalice's ThreadedHTTPServer: one thread per connection, so the page's polling, uploads
+        # and CLI calls are served concurrently.
+        server = self._api.server
+        self._api_thread = threading.Thread(target=server.serve_forever, name="api", daemon=True)
+        self._api_thread.start()
+        host = "127.0.0.1" if self.api_host in ("", "0.0.0.0") else self.api_host
+        return f"http://{host}:{server.server_address[1]}"
+
+    def _routes(self, app: ModuleType, info: Mapping[str, Any]) -> list[Route]:
+        return [
+            Route(
+                "on_upload",
+                app.on_upload,
+                (info["uploads_queue_url"],),
+                concurrency=UPLOAD_CONCURRENCY,
+                timeout_s=UPLOAD_TIMEOUT_S,
+            ),
+            Route(
+                "worker",
+                app.worker,
+                (info["work_high_queue_url"], info["work_queue_url"]),
+                concurrency=self.work_concurrency,
+                timeout_s=WORKER_TIMEOUT_S,
+            ),
+        ]
+
+    def stop(self) -> None:
+        """Stop what was started, in reverse order; safe to call more than once."""
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
+            self._dispatcher = None
+        if self._outbox is not None:
+            self._outbox.stop()
+            self._outbox = None
+        if self._api is not None:
+            self._api.server.shutdown()
+            self._api.server.server_close()
+            if self._api_thread is not None:
+                self._api_thread.join()
+            self._api = self._api_thread = None
+        if self.moto is not None:
+            self.moto.stop()
+            self.moto = None
+        if self.info:
+            # Only the stack that wrote it removes it: tools read its absence as "not running".
+            (self.state_dir / "local.json").unlink(missing_ok=True)
+            self.info = {}
+        self._restore_env()
+        set_services(None)
+
+
+def _banner(info: Mapping[str, Any], state_dir: Path) -> str:
+    return "\n".join(
+        [
+            "chute local stack is up",
+            f"  API           {info['api_url']}",
+            f"  AWS (moto)    {info['aws_endpoint_url']}  region {info['region']}, "
+            f"bucket {info['bucket']}, table {info['table']}",
+            f"  dev token     {info['token']}",
+            f"  details       {state_dir / 'local.json'}",
+            f"  email outbox  {info['outbox_path']}",
+            "Press Ctrl-C to stop.",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m infra.local", description=__doc__)
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="where .chute/ lives")
+    parser.add_argument("--api-host", default=env.get("CHUTE_API_HOST", "127.0.0.1"))
+    # argparse applies `type` to string defaults, so a bad variable gets a usage error too.
+    parser.add_argument("--api-port", type=int, default=env.get("CHUTE_API_PORT", "8000"))
+    parser.add_argument("--moto-port", type=int, default=env.get("CHUTE_MOTO_PORT", "0"))
+    parser.add_argument(
+        "--work-concurrency", type=int, default=env.get("CHUTE_WORK_CONCURRENCY", "4")
+    )
+    parser.add_argument("--app", default="app", help="module holding the Chalice app")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stack = LocalStack(
+        args.root.resolve(),
+        api_host=args.api_host,
+        api_port=args.api_port,
+        moto_port=args.moto_port,
+        work_concurrency=args.work_concurrency,
+        app_module=args.app,
+    )
+    # SIGTERM (from a supervisor, or the CLI after its grace period) stops the stack as Ctrl-C
+    # does; SIGINT is set too, since a shell starting us in the background leaves it ignored.
+    previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        info = stack.start()
+        print(_banner(info, stack.state_dir), flush=True)
+        threading.Event().wait()
+    except PortInUse as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+    finally:
+        # A second Ctrl-C must not interrupt the shutdown with a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The AWS resources chute uses, declared once: local provisioning and the AWS template read it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import EventType
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    visibility_timeout_s: int = 30
+    # Receives before SQS moves a message to `{name}-dlq`; None: no dead-letter queue.
+    max_receive_count: int | None = 5
+
+    @property
+    def dlq_name(self) -> str | None:
+        return None if self.max_receive_count is None else f"{self.name}-dlq"
+
+
+@dataclass(frozen=True)
+class CorsRule:
+    methods: tuple[str, ...]
+    origins: tuple[str, ...] = ("*",)
+    headers: tuple[str, ...] = ("*",)
+    expose_headers: tuple[str, ...] = ("ETag",)
+    max_age_s: int = 3000
+
+
+@dataclass(frozen=True)
+class BucketNotification:
+    """S3 events for keys under `prefix` are sent to the queue named `queue`."""
+
+    queue: str
+    prefix: str
+    events: tuple[EventType, ...] = ("s3:ObjectCreated:*",)
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    cors: tuple[CorsRule, ...] = ()
+    notifications: tuple[BucketNotification, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    pk: str
+    sk: str
+    projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Every key attribute is a string; billing is on demand."""
+
+    name: str
+    pk: str = "PK"
+    sk: str = "SK"
+    indexes: tuple[IndexSpec, ...] = ()
+    ttl_attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class SubscriptionSpec:
+    """An SQS queue subscribed to the topic, receiving only messages whose attributes match."""
+
+    queue: str
+    filter_policy: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    subscriptions: tuple[SubscriptionSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resources:
+    bucket: BucketSpec
+    uploads_queue: QueueSpec
+    work_queue: QueueSpec
+    work_high_queue: QueueSpec
+    outbox_queue: QueueSpec
+    table: TableSpec
+    topic: TopicSpec
+
+    @property
+    def queues(self) -> tuple[QueueSpec, ...]:
+        return (self.uploads_queue, self.work_queue, self.work_high_queue, self.outbox_queue)
+
+
+def define(*, prefix: str = "chute", bucket: str = "chute-local") -> Resources:
+    uploads = QueueSpec(f"{prefix}-uploads", visibility_timeout_s=900)
+    # The worker's lease (Settings.lease_s, 300 s) must fit inside the work queues' visibility.
+    work = QueueSpec(f"{prefix}-work", visibility_timeout_s=360)
+    work_high = QueueSpec(f"{prefix}-work-high", visibility_timeout_s=360)
+    # Locally this queue stands in for email: the stack prints what lands here.
+    outbox = QueueSpec(f"{prefix}-email-outbox", max_receive_count=None)
+    return Resources(
+        bucket=BucketSpec(
+            bucket,
+            # Browsers POST straight to S3 with presigned forms and fetch results from it.
+            cors=(CorsRule(methods=("POST", "GET")),),
+            notifications=(BucketNotification(queue=uploads.name, prefix="uploads/"),),
+        ),
+        uploads_queue=uploads,
+        work_queue=work,
+        work_high_queue=work_high,
+        outbox_queue=outbox,
+        table=TableSpec(
+            prefix,
+            indexes=(
+                IndexSpec("GSI1", "GSI1PK", "GSI1SK"),
+                # Sparse: only running units carry GSI2PK, so the sweeper reads leases, not units.
+                IndexSpec("GSI2", "GSI2PK", "GSI2SK"),
+            ),
+            ttl_attribute="expires_at",
+        ),
+        topic=TopicSpec(
+            f"{prefix}-events",
+            subscriptions=(
+                SubscriptionSpec(outbox.name, {"event": ("session.completed", "session.failed")}),
+            ),
+        ),
+    )
+
+
+LOCAL = define()
