@@ -57,6 +57,26 @@ UPLOAD_TIMEOUT_S = 900
 WORKER_TIMEOUT_S = 300
 
 
+def lambda_routes(app: ModuleType, info: Mapping[str, Any], work_concurrency: int) -> list[Route]:
+    """Which queue feeds which Lambda entry point, as the AWS event source mappings do."""
+    return [
+        Route(
+            "on_upload",
+            app.on_upload,
+            (info["uploads_queue_url"],),
+            concurrency=UPLOAD_CONCURRENCY,
+            timeout_s=UPLOAD_TIMEOUT_S,
+        ),
+        Route(
+            "worker",
+            app.worker,
+            (info["work_high_queue_url"], info["work_queue_url"]),
+            concurrency=work_concurrency,
+            timeout_s=WORKER_TIMEOUT_S,
+        ),
+    ]
+
+
 class PortInUse(Exception):
     def __init__(self, port: int, setting: str) -> None:
         super().__init__(
@@ -177,7 +197,7 @@ class LocalStack:
             if self.start_dispatcher:
                 self._dispatcher = Dispatcher(
                     sqs,
-                    self._routes(app, info),
+                    lambda_routes(app, info, self.work_concurrency),
                     region=REGION,
                     schedule=getattr(app, "sweeper", None),
                 )
@@ -257,24 +277,6 @@ class LocalStack:
         self._api_thread.start()
         host = "127.0.0.1" if self.api_host in ("", "0.0.0.0") else self.api_host
         return f"http://{host}:{server.server_address[1]}"
-
-    def _routes(self, app: ModuleType, info: Mapping[str, Any]) -> list[Route]:
-        return [
-            Route(
-                "on_upload",
-                app.on_upload,
-                (info["uploads_queue_url"],),
-                concurrency=UPLOAD_CONCURRENCY,
-                timeout_s=UPLOAD_TIMEOUT_S,
-            ),
-            Route(
-                "worker",
-                app.worker,
-                (info["work_high_queue_url"], info["work_queue_url"]),
-                concurrency=self.work_concurrency,
-                timeout_s=WORKER_TIMEOUT_S,
-            ),
-        ]
 
     def stop(self) -> None:
         """Stop what was started, in reverse order; safe to call more than once."""

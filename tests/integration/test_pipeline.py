@@ -9,37 +9,29 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from chalice.test import Client
 
-import app as chute_app
 from chalicelib.auth import issue_token
-from chalicelib.clock import SystemClock
-from chalicelib.config import Settings
 from chalicelib.processors.pdfgen import make_pdf
-from chalicelib.services import Services, set_services
-from infra.provision import Provisioned
-from infra.resources import LOCAL
-
-KEY = "test-signing-key"
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+from infra.dispatcher import sqs_event
+from infra.inprocess import TOKEN_KEY, InProcessStack
 
 
 @dataclass
 class Stack:
+    """The in-process stack, seen as a client would: the HTTP API and presigned POSTs."""
+
+    stack: InProcessStack
     client: Client
-    sqs: Any
-    provisioned: Provisioned
-    requests: list[str]
 
     def auth(self, user: str = "alice") -> dict[str, str]:
-        token = issue_token(KEY, user, 0)
+        token = issue_token(TOKEN_KEY, user, 0)
         return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def create(self, files: list[tuple[str, bytes]], user: str = "alice") -> dict[str, Any]:
@@ -65,80 +57,20 @@ class Stack:
         response = self.client.http.get(path, headers=self.auth(user))
         return response.status_code, json.loads(response.body) if response.body else None
 
-    def url(self, queue: str) -> str:
-        return self.provisioned.queue_urls[queue]
-
-    def pump(self, queue: str, handler: Handler) -> int:
-        """Deliver every message on a queue to its handler the way Lambda would; count them."""
-        delivered = 0
-        while True:
-            batch = self.sqs.receive_message(
-                QueueUrl=self.url(queue), MaxNumberOfMessages=10, AttributeNames=["All"]
-            ).get("Messages", [])
-            if not batch:
-                return delivered
-            event = {"Records": [lambda_record(m, queue) for m in batch]}
-            failures = {f["itemIdentifier"] for f in handler(event, None)["batchItemFailures"]}
-            assert not failures, failures
-            for message in batch:
-                self.sqs.delete_message(
-                    QueueUrl=self.url(queue), ReceiptHandle=message["ReceiptHandle"]
-                )
-            delivered += len(batch)
-
     def run_until_idle(self) -> None:
-        while (
-            self.pump(LOCAL.uploads_queue.name, chute_app.on_upload)
-            + self.pump(LOCAL.work_queue.name, chute_app.worker)
-            + self.pump(LOCAL.work_high_queue.name, chute_app.worker)
-        ):
-            pass
+        self.stack.drain()
 
     def emails(self) -> list[dict[str, Any]]:
-        messages = self.sqs.receive_message(
-            QueueUrl=self.url(LOCAL.outbox_queue.name), MaxNumberOfMessages=10
-        ).get("Messages", [])
-        return [json.loads(m["Body"]) for m in messages]
-
-
-def lambda_record(message: dict[str, Any], queue: str) -> dict[str, Any]:
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message.get("Attributes", {}),
-        "messageAttributes": {},
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
-        "awsRegion": "us-east-1",
-    }
+        return self.stack.outbox()
 
 
 @pytest.fixture
-def stack(aws: boto3.Session, provisioned: Provisioned) -> Iterator[Stack]:
-    settings = Settings(
-        bucket=provisioned.bucket,
-        table=provisioned.table,
-        uploads_queue_url=provisioned.queue_urls[LOCAL.uploads_queue.name],
-        work_queue_url=provisioned.queue_urls[LOCAL.work_queue.name],
-        work_high_queue_url=provisioned.queue_urls[LOCAL.work_high_queue.name],
-        topic_arn=provisioned.topic_arn,
-        token_key=KEY,
-        progress_interval_s=0,
-        retry_base_delay_s=0,
-    )
-    services = Services(settings, SystemClock(), aws)
-    calls: list[str] = []
-    set_services(services)
-    sqs = aws.client("sqs")
-    # The bucket notification's s3:TestEvent is not ours to count.
-    sqs.purge_queue(QueueUrl=provisioned.queue_urls[LOCAL.uploads_queue.name])
-    try:
-        with Client(chute_app.app) as client:
-            yield Stack(client, sqs, provisioned, calls)
-    finally:
-        set_services(None)
+def stack() -> Iterator[Stack]:
+    with (
+        InProcessStack(progress_interval_s=0, retry_base_delay_s=0) as stack,
+        Client(stack.app.app) as client,
+    ):
+        yield Stack(stack, client)
 
 
 def zip_of(members: dict[str, bytes]) -> bytes:
@@ -202,13 +134,13 @@ def test_a_corrupt_member_fails_alone_and_the_session_completes_with_errors(stac
 
 def test_a_redelivered_upload_event_creates_no_second_set_of_units(stack: Stack) -> None:
     sid = stack.create([("one.txt", b"just one")])["session_id"]
-    uploads = stack.url(LOCAL.uploads_queue.name)
-    (message,) = stack.sqs.receive_message(QueueUrl=uploads, MaxNumberOfMessages=10)["Messages"]
-    event = {"Records": [lambda_record(message, LOCAL.uploads_queue.name)] * 2}
-    event["Records"][1] = {**event["Records"][1], "messageId": "redelivered"}
+    sqs, uploads = stack.stack.sqs, stack.stack.settings.uploads_queue_url
+    (message,) = sqs.receive_message(QueueUrl=uploads, MaxNumberOfMessages=10)["Messages"]
+    (record,) = sqs_event([message], uploads, "us-east-1")["Records"]
+    event = {"Records": [record, {**record, "messageId": "redelivered"}]}
 
-    chute_app.on_upload(event, None)
-    stack.sqs.delete_message(QueueUrl=uploads, ReceiptHandle=message["ReceiptHandle"])
+    stack.stack.app.on_upload(event, None)
+    sqs.delete_message(QueueUrl=uploads, ReceiptHandle=message["ReceiptHandle"])
     stack.run_until_idle()
 
     _, summary = stack.get(f"/sessions/{sid}")

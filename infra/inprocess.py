@@ -1,0 +1,104 @@
+"""chute on moto inside this process: the local stack's resources, handlers and Lambda event shapes,
+with no servers and no threads. For integration tests and for benchmarks that count requests.
+
+`app_session` is the boto3 session chute's own clients come from; the stand-in for Lambda's SQS
+event source polls with a session of its own, so hooks on `app_session.events` see only chute.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from types import ModuleType, TracebackType
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from chalicelib.clock import Clock
+from chalicelib.config import Settings
+from chalicelib.services import Services, set_services
+from infra import moto_ddb_fast, moto_sqs_fast
+from infra.dispatcher import Dispatcher, Route
+from infra.local import lambda_routes
+from infra.provision import Provisioned, provision
+from infra.resources import LOCAL
+
+REGION = "us-east-1"
+TOKEN_KEY = "in-process-signing-key"
+
+
+class InProcessStack:
+    def __init__(self, clock: Clock | None = None, **settings: Any) -> None:
+        self._clock = clock
+        self._overrides = settings
+        self._mock = mock_aws()
+        self.app_session = boto3.Session(region_name=REGION)
+
+    def __enter__(self) -> InProcessStack:
+        moto_ddb_fast.install()
+        moto_sqs_fast.install()
+        self._mock.start()
+        try:
+            self.provisioned: Provisioned = provision(
+                boto3.Session(region_name=REGION), None, LOCAL
+            )
+            self.settings = Settings(**{**self.info(), **self._overrides})
+            self.services = Services(self.settings, self._clock, self.app_session)
+            set_services(self.services)
+            self.app: ModuleType = importlib.import_module("app")
+            self.sqs = boto3.Session(region_name=REGION).client("sqs")
+            # Configuring the bucket notification sent an s3:TestEvent; it is nobody's upload.
+            self.sqs.purge_queue(QueueUrl=self.settings.uploads_queue_url)
+            self.routes: list[Route] = lambda_routes(self.app, self.info(), 1)
+            self._dispatcher = Dispatcher(self.sqs, self.routes, region=REGION, wait_time_s=0)
+        except BaseException:
+            self._mock.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        set_services(None)
+        self._mock.stop()
+
+    def info(self) -> dict[str, Any]:
+        """The Settings fields that point chute at this stack's resources."""
+        queues = self.provisioned.queue_urls
+        return {
+            "region": REGION,
+            "bucket": self.provisioned.bucket,
+            "table": self.provisioned.table,
+            "topic_arn": self.provisioned.topic_arn,
+            "uploads_queue_url": queues[LOCAL.uploads_queue.name],
+            "work_queue_url": queues[LOCAL.work_queue.name],
+            "work_high_queue_url": queues[LOCAL.work_high_queue.name],
+            "token_key": TOKEN_KEY,
+        }
+
+    def drain(self) -> int:
+        """Feed every queued message to its handler, as Lambda would, until all queues are idle.
+
+        Returns the number of messages delivered. Messages a handler reports as failed stay
+        invisible for their queue's visibility timeout, as on AWS.
+        """
+        delivered = 0
+        while moved := sum(self._dispatcher.poll(route) for route in self.routes):
+            delivered += moved
+        return delivered
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Take the SNS envelopes waiting in the email outbox."""
+        url = self.provisioned.queue_urls[LOCAL.outbox_queue.name]
+        taken: list[dict[str, Any]] = []
+        while messages := self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for message in messages:
+                taken.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return taken
