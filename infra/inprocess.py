@@ -80,14 +80,16 @@ class InProcessStack:
             "token_key": TOKEN_KEY,
         }
 
-    def drain(self) -> int:
-        """Feed every queued message to its handler, as Lambda would, until all queues are idle.
+    def drain(self, *functions: str) -> int:
+        """Feed queued messages to their handlers (all, or the named functions' only), as Lambda
+        would, until those queues are idle; the number of messages delivered.
 
-        Returns the number of messages delivered. Messages a handler reports as failed stay
-        invisible for their queue's visibility timeout, as on AWS.
+        Messages a handler reports as failed stay invisible for their queue's visibility
+        timeout, as on AWS.
         """
+        routes = [r for r in self.routes if not functions or r.function in functions]
         delivered = 0
-        while moved := sum(self._dispatcher.poll(route) for route in self.routes):
+        while moved := sum(self._dispatcher.poll(route) for route in routes):
             delivered += moved
         return delivered
 
