@@ -33,7 +33,7 @@ class RequestCounter:
         self.s3_bytes_read = 0
 
     def before_call(self, event_name: str, **_: Any) -> None:
-        _, service, operation = event_name.split(".", 2)
+        service, operation = event_name.split(".", 2)[1:]
         self.calls[f"{service}.{operation}"] += 1
 
     def after_get(self, parsed: dict[str, Any], **_: Any) -> None:
