@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Response  # type: ignore[attr-defined]
-from chalice.app import Request
+from chalice import Chalice, Rate, Response  # type: ignore[attr-defined]
+from chalice.app import CloudWatchEvent, Request
 
 from chalicelib import fanout, sessions
 from chalicelib.http import (
@@ -19,6 +19,7 @@ from chalicelib.http import (
 from chalicelib.queues import run_batch
 from chalicelib.services import get_services
 from chalicelib.store import Store
+from chalicelib.sweeper import sweep
 from chalicelib.worker import process_message
 
 app = Chalice(app_name="chute")
@@ -91,3 +92,8 @@ def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="worker")
 def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return run_batch(event, context, lambda r: process_message(get_services(), r.body))
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
+def sweeper(_event: CloudWatchEvent) -> None:
+    sweep(get_services())

@@ -26,8 +26,12 @@ class Settings(BaseSettings):
     max_session_bytes: int = Field(default=5 * 1024**3, ge=1)
     max_units_per_file: int = Field(default=10_000, ge=1)
     presign_expiry_s: int = Field(default=900, ge=60, le=900)
-    # Uploads that have not arrived this long after the session was created make it timed_out.
-    upload_grace_s: int = Field(default=3600, ge=60)
+    # Files not arrived this long after the presigned POSTs expired are failed by the sweeper
+    # (an upload started just before expiry may still be on its way).
+    upload_grace_s: int = Field(default=900, ge=0)
+    # The sweeper resets a running unit this long after its lease ran out (by then SQS would
+    # have redelivered its message unless the message was lost).
+    stuck_grace_s: int = Field(default=120, ge=0)
     progress_interval_s: float = Field(default=2.0, ge=0)
     max_attempts: int = Field(default=3, ge=1, le=10)
     # A running unit whose lease has passed is taken over by the next delivery of its message.

@@ -18,7 +18,16 @@ from chalicelib.models import (
 )
 from chalicelib.presign import presign_upload
 from chalicelib.services import Services
-from chalicelib.store import Item, Store, counter, declared_file_sk, ordinal_of, session_pk
+from chalicelib.store import (
+    UPLOAD_INDEX,
+    Item,
+    Store,
+    counter,
+    declared_file_sk,
+    index_key,
+    ordinal_of,
+    session_pk,
+)
 
 DOCUMENT_EXTENSIONS = frozenset(
     {".zip", ".txt", ".md", ".markdown", ".csv", ".json", ".html", ".htm", ".pdf"}
@@ -111,6 +120,9 @@ def create_session(services: Services, owner: str, body: Any) -> CreateSessionRe
         "version": 1,
         "created_at": now,
         "upload_deadline": now + expires_in,
+        # Listed until the sweeper, after the deadline, fails the files that never arrived.
+        "GSI2PK": UPLOAD_INDEX,
+        "GSI2SK": index_key(now + expires_in + settings.upload_grace_s, sid),
         "expires_at": ttl,
         **{counter(status): 0 for status in UnitStatus},
     }

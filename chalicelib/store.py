@@ -36,6 +36,16 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+# GSI2 is sparse: only items something must come back to carry its keys, sorted by when.
+LEASE_INDEX = "LEASE"  # running units, by lease expiry
+UPLOAD_INDEX = "UPLOADING"  # sessions, by the deadline for their uploads
+NOTIFY_INDEX = "NOTIFY"  # finished sessions whose notification is not yet recorded as sent
+
+
+def index_key(when: float, *parts: str) -> str:
+    return "#".join([f"{when:017.3f}", *parts])
+
+
 def session_pk(sid: str) -> str:
     return f"S#{sid}"
 
@@ -345,8 +355,8 @@ class Store:
                     ":zero": 0,
                     ":now": now,
                     ":lease": lease_until,
-                    ":lease_pk": "LEASE",
-                    ":lease_sk": f"{lease_until:017.3f}#{sid}#{unit_sk(file, index)}",
+                    ":lease_pk": LEASE_INDEX,
+                    ":lease_sk": index_key(lease_until, sid, unit_sk(file, index)),
                 },
                 meta_adds={counter("pending"): -1, counter("running"): 1},
             )
@@ -381,7 +391,7 @@ class Store:
                         ":zero": 0,
                         ":now": now,
                         ":lease": lease_until,
-                        ":lease_sk": f"{lease_until:017.3f}#{sid}#{unit_sk(file, index)}",
+                        ":lease_sk": index_key(lease_until, sid, unit_sk(file, index)),
                     }
                 ),
             )
@@ -533,16 +543,27 @@ class Store:
             response = self._ddb.update_item(
                 TableName=self._table,
                 Key=serialize({"PK": session_pk(sid), "SK": "META"}),
-                UpdateExpression="SET #done_at = :now, #notified = :false ADD #version :one",
+                UpdateExpression=(
+                    "SET #done_at = :now, #notified = :false, #GSI2PK = :notify, #GSI2SK = :due"
+                    " ADD #version :one"
+                ),
                 ConditionExpression=(
                     "attribute_exists(PK) AND attribute_not_exists(#done_at)"
                     " AND #remaining = :zero AND #files_pending = :zero AND #state <> :cancelled"
                 ),
                 ExpressionAttributeNames=names_in(
-                    "#done_at #notified #version #remaining #files_pending #state"
+                    "#done_at #notified #version #remaining #files_pending #state #GSI2PK #GSI2SK"
                 ),
                 ExpressionAttributeValues=serialize(
-                    {":now": now, ":false": False, ":one": 1, ":zero": 0, ":cancelled": "cancelled"}
+                    {
+                        ":now": now,
+                        ":false": False,
+                        ":one": 1,
+                        ":zero": 0,
+                        ":cancelled": "cancelled",
+                        ":notify": NOTIFY_INDEX,
+                        ":due": index_key(now, sid),
+                    }
                 ),
                 ReturnValues="ALL_NEW",
             )
@@ -556,10 +577,52 @@ class Store:
         self._ddb.update_item(
             TableName=self._table,
             Key=serialize({"PK": session_pk(sid), "SK": "META"}),
-            UpdateExpression="SET #notified = :true, #notified_at = :now",
-            ExpressionAttributeNames=names_in("#notified #notified_at"),
+            UpdateExpression="SET #notified = :true, #notified_at = :now REMOVE #GSI2PK, #GSI2SK",
+            ExpressionAttributeNames=names_in("#notified #notified_at #GSI2PK #GSI2SK"),
             ExpressionAttributeValues=serialize({":true": True, ":now": now}),
         )
+
+    def due(self, index: str, before: float, *, limit: int = 100) -> list[Item]:
+        """Items on a GSI2 list whose time is before `before`, oldest first."""
+        response = self._ddb.query(
+            TableName=self._table,
+            IndexName="GSI2",
+            KeyConditionExpression="#GSI2PK = :index AND #GSI2SK < :before",
+            ExpressionAttributeNames=names_in("#GSI2PK #GSI2SK"),
+            ExpressionAttributeValues=serialize({":index": index, ":before": index_key(before)}),
+            Limit=limit,
+        )
+        return [deserialize(i) for i in response.get("Items", [])]
+
+    def leave_index(self, pk: str, sk: str, index: str) -> None:
+        """Take an item off a GSI2 list, unless it has moved to another list meanwhile."""
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=serialize({"PK": pk, "SK": sk}),
+                UpdateExpression="REMOVE #GSI2PK, #GSI2SK",
+                ConditionExpression="#GSI2PK = :index",
+                ExpressionAttributeNames=names_in("#GSI2PK #GSI2SK"),
+                ExpressionAttributeValues=serialize({":index": index}),
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    def declared_files(self, sid: str) -> list[Item]:
+        items: list[Item] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :d)",
+            "ExpressionAttributeValues": serialize({":pk": session_pk(sid), ":d": "D#"}),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._ddb.query(**kwargs)
+            items += [deserialize(i) for i in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def put_item(self, item: Item) -> None:
         self._ddb.put_item(TableName=self._table, Item=serialize(item))

@@ -171,14 +171,14 @@ def _process_unit(services: Services, store: Store, message: WorkMessage) -> boo
     except PermanentError as problem:
         return _finish(services, store, message, attempt, started, UnitStatus.FAILED, problem)
     except RetryableError as problem:
-        return _retry_or_fail(services, store, message, attempt, started, problem)
+        return retry_or_give_up(services, store, message, attempt, started, problem)
     except Exception as exc:  # a processor bug or a flaky dependency: worth another attempt
         logger.exception("processor raised")
         unexpected = RetryableError(
             f"Processing failed unexpectedly ({type(exc).__name__}: {exc}).",
             code="processor_error",
         )
-        return _retry_or_fail(services, store, message, attempt, started, unexpected)
+        return retry_or_give_up(services, store, message, attempt, started, unexpected)
     fields: Item = {
         "result_key": result_key,
         "result": output.metadata,
@@ -235,17 +235,20 @@ def _finish(
     )
 
 
-def _retry_or_fail(
+def retry_or_give_up(
     services: Services,
     store: Store,
     message: WorkMessage,
     attempt: int,
     started: float,
     problem: RetryableError,
+    exhausted: UnitStatus = UnitStatus.FAILED,
 ) -> bool:
+    """Schedule the next attempt with exponential backoff, or, attempts used up, finish the unit
+    as `exhausted`; True when the unit is now terminal."""
     settings = services.settings
     if attempt >= settings.max_attempts:
-        return _finish(services, store, message, attempt, started, UnitStatus.FAILED, problem)
+        return _finish(services, store, message, attempt, started, exhausted, problem)
     delay = min(settings.retry_base_delay_s * 2 ** (attempt - 1), MAX_DELAY_S)
     # Send before requeueing: if the requeue then fails, this delivery is retried and, its lease
     # run out, taken over; the early message meanwhile finds the unit running and is dropped.

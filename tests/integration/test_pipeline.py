@@ -9,68 +9,13 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 import requests
-from chalice.test import Client
 
-from chalicelib.auth import issue_token
 from chalicelib.processors.pdfgen import make_pdf
 from infra.dispatcher import sqs_event
-from infra.inprocess import TOKEN_KEY, InProcessStack
-
-
-@dataclass
-class Stack:
-    """The in-process stack, seen as a client would: the HTTP API and presigned POSTs."""
-
-    stack: InProcessStack
-    client: Client
-
-    def auth(self, user: str = "alice") -> dict[str, str]:
-        token = issue_token(TOKEN_KEY, user, 0)
-        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    def create(self, files: list[tuple[str, bytes]], user: str = "alice") -> dict[str, Any]:
-        manifest = {
-            "files": [
-                {"name": name, "size": len(data), "content_type": "application/octet-stream"}
-                for name, data in files
-            ]
-        }
-        response = self.client.http.post(
-            "/sessions", headers=self.auth(user), body=json.dumps(manifest)
-        )
-        assert response.status_code == 201, response.body
-        created: dict[str, Any] = json.loads(response.body)
-        for ticket, (name, data) in zip(created["uploads"], files, strict=True):
-            posted = requests.post(
-                ticket["url"], data=ticket["fields"], files={"file": (name, data)}, timeout=10
-            )
-            assert posted.status_code == 204, posted.text
-        return created
-
-    def get(self, path: str, user: str = "alice") -> Any:
-        response = self.client.http.get(path, headers=self.auth(user))
-        return response.status_code, json.loads(response.body) if response.body else None
-
-    def run_until_idle(self) -> None:
-        self.stack.drain()
-
-    def emails(self) -> list[dict[str, Any]]:
-        return self.stack.outbox()
-
-
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    with (
-        InProcessStack(progress_interval_s=0, retry_base_delay_s=0) as stack,
-        Client(stack.app.app) as client,
-    ):
-        yield Stack(stack, client)
+from tests.integration.conftest import Stack
 
 
 def zip_of(members: dict[str, bytes]) -> bytes:

@@ -1,0 +1,112 @@
+"""The once-a-minute sweep: whatever a crash, a lost message or a missing upload left behind.
+
+Each job reads one sparse GSI2 list (never a scan) and acts through the same conditional
+transitions as the workers, so a sweep racing a worker changes nothing twice:
+
+- uploads that never arrived, after the deadline: their files become failed units, so the session
+  finishes instead of waiting forever;
+- running units whose lease ran out long ago (their message was lost): the next attempt is
+  queued, or, attempts used up, the unit ends as timeout;
+- finished sessions whose notification was never recorded as sent (SNS was down): published now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib.errors import PermanentError, RetryableError
+from chalicelib.fanout import failed_unit
+from chalicelib.log import logger
+from chalicelib.models import UnitSource, UnitStatus, WorkMessage
+from chalicelib.notify import complete_if_done, publish_completion
+from chalicelib.services import Services
+from chalicelib.store import (
+    LEASE_INDEX,
+    NOTIFY_INDEX,
+    UPLOAD_INDEX,
+    Item,
+    Store,
+    session_pk,
+)
+from chalicelib.worker import retry_or_give_up
+
+# A notification is left to the worker that claimed completion for this long before the sweep
+# takes it over.
+NOTIFY_GRACE_S = 60.0
+
+
+@dataclass
+class SweepReport:
+    uploads_expired: int = 0
+    units_reset: int = 0
+    notifications_sent: int = 0
+
+
+def sweep(services: Services) -> SweepReport:
+    store = Store(services.ddb, services.settings.table)
+    report = SweepReport()
+    now = services.clock.now()
+    for meta in store.due(UPLOAD_INDEX, now):
+        report.uploads_expired += expire_missing_uploads(services, store, meta)
+    for unit in store.due(LEASE_INDEX, now - services.settings.stuck_grace_s):
+        report.units_reset += reset_stuck_unit(services, store, unit)
+    for meta in store.due(NOTIFY_INDEX, now - NOTIFY_GRACE_S):
+        publish_completion(services, store, meta)
+        report.notifications_sent += 1
+    logger.info("sweep done", extra={"report": report.__dict__})
+    return report
+
+
+def expire_missing_uploads(services: Services, store: Store, meta: Item) -> int:
+    """Fail every declared file that never arrived; the number failed."""
+    sid = str(meta["sid"])
+    expired = 0
+    if int(meta["files_pending"]) > 0 and meta["state"] != "cancelled":
+        now = services.clock.now()
+        missing = PermanentError(
+            "This file was never uploaded: its upload link expired before any bytes arrived.",
+            code="upload_missing",
+        )
+        for declared in store.declared_files(sid):
+            if "fanned_out_at" in declared:
+                continue
+            file = int(str(declared["SK"]).removeprefix("D#"))
+            attrs: Item = {"max_attempts": services.settings.max_attempts, "size": 0}
+            unit = failed_unit(file, 0, str(declared["name"]), missing, attrs)
+            if store.claim_file(sid, file, [unit], now):
+                store.put_units(sid, [unit], now, recovering=False)
+                store.mark_file_sent(sid, file)
+                expired += 1
+        complete_if_done(services, store, sid)
+    store.leave_index(session_pk(sid), "META", UPLOAD_INDEX)
+    return expired
+
+
+def reset_stuck_unit(services: Services, store: Store, unit: Item) -> int:
+    """Queue the next attempt of a unit whose worker and message are both gone; 1 if done."""
+    sid = str(unit["PK"]).removeprefix("S#")
+    meta = store.get_meta(sid)
+    if meta is None or "source" not in unit:
+        return 0
+    message = WorkMessage(
+        sid=sid,
+        owner=str(meta["owner"]),
+        file=int(unit["file"]),
+        index=int(unit["index"]),
+        attempt=int(unit["attempt"]),
+        name=str(unit["name"]),
+        content_type=str(unit.get("content_type", "application/octet-stream")),
+        job_type=str(meta["job_type"]),
+        priority=int(meta["priority"]),
+        source=UnitSource.model_validate(unit["source"]),
+    )
+    stuck = RetryableError(
+        "Processing stopped responding and its work message was lost.", code="unit_stuck"
+    )
+    started = float(unit.get("started_at", services.clock.now()))
+    finished = retry_or_give_up(
+        services, store, message, message.attempt, started, stuck, UnitStatus.TIMEOUT
+    )
+    if finished:
+        complete_if_done(services, store, sid)
+    return 1
