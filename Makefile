@@ -20,7 +20,7 @@ run: venv  ## start the embedded stack and the API on http://127.0.0.1:8000 (Ctr
 	$(BIN)/python -m infra.local
 
 demo: venv  ## a scripted end-to-end job: make demo ARGS="--files 100 --corrupt 1"
-	$(BIN)/python -m chute_cli demo $(ARGS)
+	@$(BIN)/python -m chute_cli demo $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -7,7 +7,7 @@ from typing import Any
 from chalice import Chalice, Rate, Response  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Request
 
-from chalicelib import fanout, sessions
+from chalicelib import fanout, sessions, web
 from chalicelib.http import (
     current_user,
     handles_errors,
@@ -34,6 +34,30 @@ def _request() -> Request:
 def _store() -> Store:
     services = get_services()
     return Store(services.ddb, services.settings.table)
+
+
+def _asset(name: str) -> Response:
+    body, content_type = web.read_asset(name)
+    # no-cache: the browser asks again on every load, so a new page never runs an old app.js.
+    return Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+
+
+@app.route("/", methods=["GET"])
+@handles_errors
+def page() -> Response:
+    return _asset("index.html")
+
+
+@app.route("/static/app.js", methods=["GET"])
+@handles_errors
+def page_script() -> Response:
+    return _asset("app.js")
+
+
+@app.route("/static/app.css", methods=["GET"])
+@handles_errors
+def page_style() -> Response:
+    return _asset("app.css")
 
 
 @app.route("/sessions", methods=["POST"], cors=True)
