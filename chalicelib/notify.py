@@ -10,12 +10,27 @@ from chalicelib.store import Item, Store, counter
 
 
 def complete_if_done(services: Services, store: Store, sid: str) -> bool:
-    """Claim completion if every unit is terminal; the one caller that wins publishes. Won?"""
-    meta = store.claim_completion(sid, services.clock.now())
-    if meta is None:
+    """Claim completion if every file arrived and every unit is terminal; the one caller that
+    wins publishes. Won?"""
+    session = store.load_session(sid, consistent=True)
+    if session is None or not _looks_done(session):
         return False
-    publish_completion(services, store, meta)
+    if not store.claim_completion(sid, services.clock.now()):
+        return False
+    done = store.load_session(sid, consistent=True)
+    assert done is not None, "a session that was just claimed exists"
+    publish_completion(services, store, done)
     return True
+
+
+def _looks_done(session: Item) -> bool:
+    # A cheap read first: the claim is a transaction over every counter shard.
+    return (
+        session.get("done_at") is None
+        and int(session["files_pending"]) == 0
+        and int(session["remaining"]) == 0
+        and session["state"] != "cancelled"
+    )
 
 
 def completion_event(status: SessionStatus) -> str:

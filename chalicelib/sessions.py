@@ -116,7 +116,6 @@ def create_session(services: Services, owner: str, body: Any) -> CreateSessionRe
         "files_total": len(request.files),
         "files_pending": len(request.files),
         "total": 0,
-        "remaining": 0,
         "version": 1,
         "created_at": now,
         "upload_deadline": now + expires_in,
@@ -124,7 +123,6 @@ def create_session(services: Services, owner: str, body: Any) -> CreateSessionRe
         "GSI2PK": UPLOAD_INDEX,
         "GSI2SK": index_key(now + expires_in + settings.upload_grace_s, sid),
         "expires_at": ttl,
-        **{counter(status): 0 for status in UnitStatus},
     }
     declared = [
         {
@@ -214,7 +212,7 @@ def summarize(meta: Item, now: float) -> SessionSummary:
 
 def owned_meta(store: Store, sid: str, owner: str) -> Item:
     """The session's META item; another user's session is as absent as a missing one."""
-    meta = store.get_meta(sid) if _plausible_id(sid) else None
+    meta = store.load_session(sid) if _plausible_id(sid) else None
     if meta is None or meta.get("owner") != owner:
         raise NotFound(f"No session {sid!r}.", code="session_not_found")
     return meta

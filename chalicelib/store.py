@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -26,12 +27,14 @@ from chalicelib.models import UnitStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 Item = dict[str, Any]
 
 COUNTED_STATUSES: tuple[UnitStatus, ...] = tuple(UnitStatus)
 _TERMINAL = ("completed", "failed", "timeout", "cancelled")
 _NAME = re.compile(r"#(\w+)")
+_VALUE = re.compile(r":(\w+)")
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -44,6 +47,21 @@ NOTIFY_INDEX = "NOTIFY"  # finished sessions whose notification is not yet recor
 
 def index_key(when: float, *parts: str) -> str:
     return "#".join([f"{when:017.3f}", *parts])
+
+
+# A session's unit counters live on COUNTER_SHARDS items beside META (SK META#C00 …), each unit
+# always counted on the same one: per unit, no write touches META, so no single item takes every
+# transition (DynamoDB allows ~1,000 WCU/s per item). A status read is still one Query
+# (begins_with "META"), whatever the number of units.
+COUNTER_SHARDS = 16
+
+
+def counter_sk(shard: int) -> str:
+    return f"META#C{shard:02d}"
+
+
+def shard_of(file: int, index: int) -> int:
+    return zlib.crc32(unit_sk(file, index).encode()) % COUNTER_SHARDS
 
 
 def session_pk(sid: str) -> str:
@@ -121,6 +139,36 @@ def names_in(*expressions: str) -> dict[str, str]:
     return {f"#{name}": name for e in expressions for name in _NAME.findall(e)}
 
 
+def values_in(values: Mapping[str, Any], *expressions: str) -> Item:
+    """The ExpressionAttributeValues the expressions use (DynamoDB refuses unused ones)."""
+    used = {f":{name}" for e in expressions for name in _VALUE.findall(e)}
+    return {k: v for k, v in values.items() if k in used}
+
+
+def _failed_items(exc: ClientError) -> set[int]:
+    """Positions of the transaction items whose condition failed."""
+    reasons = exc.response.get("CancellationReasons", [])
+    return {i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
+
+
+def aggregate(items: Sequence[Item]) -> Item | None:
+    """A session's META item with its counter shards summed in (as one flat item)."""
+    meta = next((i for i in items if i["SK"] == "META"), None)
+    if meta is None:
+        return None
+    shards = [i for i in items if i["SK"] != "META"]
+    summed: Item = {**meta, "remaining": 0}
+    summed.update({counter(s): 0 for s in UnitStatus})
+    for shard in shards:
+        for name in ("remaining", "version", *(counter(s) for s in UnitStatus)):
+            summed[name] = summed.get(name, 0) + int(shard.get(name, 0))
+    firsts = [float(s["first_done_at"]) for s in shards if s.get("first_done_at") is not None]
+    lasts = [float(s["last_done_at"]) for s in shards if s.get("last_done_at") is not None]
+    summed["first_done_at"] = min(firsts, default=None)
+    summed["last_done_at"] = max(lasts, default=None)
+    return summed
+
+
 def _is_condition_failure(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code", "")
     if code == "ConditionalCheckFailedException":
@@ -135,6 +183,12 @@ class ClaimOutcome(Enum):
     CLAIMED = "claimed"  # pending → running, counted
     TAKEN_OVER = "taken_over"  # running with an expired lease; a new attempt on the same count
     SKIP = "skip"  # terminal, someone else holds a live lease, or the message is stale
+
+
+class Finish(Enum):
+    STALE = "stale"  # this attempt no longer owns the unit: nothing changed
+    COUNTED = "counted"
+    LAST_IN_SHARD = "last_in_shard"  # counted, and its shard has nothing left: check completion
 
 
 @dataclass(frozen=True)
@@ -189,6 +243,7 @@ class Store:
     def list_sessions(
         self, owner: str, *, limit: int, cursor: str | None
     ) -> tuple[list[Item], str | None]:
+        """The owner's sessions, newest first, each with its counters summed (a Query each)."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": "GSI1",
@@ -201,8 +256,8 @@ class Store:
         if start:
             kwargs["ExclusiveStartKey"] = start
         response = self._ddb.query(**kwargs)
-        items = [deserialize(i) for i in response.get("Items", [])]
-        return items, encode_cursor(response.get("LastEvaluatedKey"))
+        sessions = [self.load_session(str(deserialize(i)["sid"])) for i in response["Items"]]
+        return [s for s in sessions if s], encode_cursor(response.get("LastEvaluatedKey"))
 
     def list_units(
         self, sid: str, *, limit: int, cursor: str | None, status: UnitStatus | None
@@ -228,49 +283,71 @@ class Store:
     # ---- fan-out ----------------------------------------------------------------------------
     def claim_file(self, sid: str, file: int, units: Sequence[NewUnit], now: float) -> bool:
         """Count a file's units into the session, once. False when the file was claimed before."""
-        by_status: dict[str, int] = {}
+        shards: dict[int, dict[str, int]] = {}
         for unit in units:
-            by_status[counter(unit.status)] = by_status.get(counter(unit.status), 0) + 1
-        pending = sum(1 for u in units if u.status not in _TERMINAL)
-        adds = {":total": len(units), ":remaining": pending, ":minus": -1, ":one": 1}
-        adds.update({f":{name}": n for name, n in by_status.items()})
-        add_expr = ", ".join(f"#{name} :{name}" for name in by_status)
-        meta_update = (
-            "ADD #total :total, #remaining :remaining, #files_pending :minus, #version :one"
-            + (f", {add_expr}" if add_expr else "")
-        )
+            adds = shards.setdefault(shard_of(unit.file, unit.index), {"version": 1})
+            adds[counter(unit.status)] = adds.get(counter(unit.status), 0) + 1
+            if unit.status not in _TERMINAL:
+                adds["remaining"] = adds.get("remaining", 0) + 1
+        meta_update = "ADD #total :total, #files_pending :minus, #version :one"
+        items: list[Any] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": serialize({"PK": session_pk(sid), "SK": declared_file_sk(file)}),
+                    "UpdateExpression": "SET #fanned_out_at = :now, #units = :total",
+                    "ConditionExpression": "attribute_not_exists(#fanned_out_at)",
+                    "ExpressionAttributeNames": names_in("#fanned_out_at #units"),
+                    "ExpressionAttributeValues": serialize({":now": now, ":total": len(units)}),
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
+                    "UpdateExpression": meta_update,
+                    "ConditionExpression": "attribute_exists(PK)",
+                    "ExpressionAttributeNames": names_in(meta_update),
+                    "ExpressionAttributeValues": serialize(
+                        {":total": len(units), ":minus": -1, ":one": 1}
+                    ),
+                }
+            },
+            *(self._shard_update(sid, shard, adds) for shard, adds in sorted(shards.items())),
+        ]
         try:
-            self._ddb.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": serialize({"PK": session_pk(sid), "SK": declared_file_sk(file)}),
-                            "UpdateExpression": "SET #fanned_out_at = :now, #units = :total",
-                            "ConditionExpression": "attribute_not_exists(#fanned_out_at)",
-                            "ExpressionAttributeNames": names_in("#fanned_out_at #units"),
-                            "ExpressionAttributeValues": serialize(
-                                {":now": now, ":total": len(units)}
-                            ),
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
-                            "UpdateExpression": meta_update,
-                            "ConditionExpression": "attribute_exists(PK)",
-                            "ExpressionAttributeNames": names_in(meta_update),
-                            "ExpressionAttributeValues": serialize(adds),
-                        }
-                    },
-                ]
-            )
+            self._ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if _is_condition_failure(exc):
                 return False
             raise
         return True
+
+    def _shard_update(
+        self,
+        sid: str,
+        shard: int,
+        adds: Mapping[str, int],
+        *,
+        sets: str = "",
+        condition: str = "",
+        values: Mapping[str, Any] | None = None,
+    ) -> TransactWriteItemTypeDef:
+        """One transaction item adding to a counter shard (the first ADD creates it)."""
+        update = "ADD " + ", ".join(f"#{name} :a_{name}" for name in adds)
+        if sets:
+            update = f"SET {sets} {update}"
+        placeholders: Item = {**(values or {}), **{f":a_{k}": n for k, n in adds.items()}}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": serialize({"PK": session_pk(sid), "SK": counter_sk(shard)}),
+            "UpdateExpression": update,
+            "ExpressionAttributeNames": names_in(update, condition),
+            "ExpressionAttributeValues": serialize(values_in(placeholders, update, condition)),
+        }
+        if condition:
+            request["ConditionExpression"] = condition
+        return cast("TransactWriteItemTypeDef", {"Update": request})
 
     def put_units(
         self, sid: str, units: Sequence[NewUnit], now: float, *, recovering: bool
@@ -339,7 +416,8 @@ class Store:
         try:
             self._transact_unit(
                 sid,
-                key,
+                file,
+                index,
                 unit_update=(
                     "SET #status = :running, #attempt = :attempt, #stage = :stage,"
                     " #progress = :zero, #started_at = :now, #lease_until = :lease,"
@@ -358,7 +436,7 @@ class Store:
                     ":lease_pk": LEASE_INDEX,
                     ":lease_sk": index_key(lease_until, sid, unit_sk(file, index)),
                 },
-                meta_adds={counter("pending"): -1, counter("running"): 1},
+                adds={counter("pending"): -1, counter("running"): 1},
             )
             return Claim(ClaimOutcome.CLAIMED, attempt, None)
         except ClientError as exc:
@@ -436,16 +514,18 @@ class Store:
         outcome: UnitStatus,
         now: float,
         fields: Item,
-    ) -> bool:
-        """running → completed/failed/timeout for this attempt, counted once. False if stale."""
+    ) -> Finish:
+        """running → completed/failed/timeout for this attempt, counted once."""
         sets = ", ".join(f"#{k} = :f_{k}" for k in fields)
         values: Item = {f":f_{k}": v for k, v in fields.items()}
         values.update({":outcome": outcome.value, ":running": "running", ":attempt": attempt})
-        values[":now"] = now
-        try:
+        values.update({":now": now, ":one": 1})
+
+        def transact(shard_condition: str) -> None:
             self._transact_unit(
                 sid,
-                {"PK": session_pk(sid), "SK": unit_sk(file, index)},
+                file,
+                index,
                 unit_update=(
                     "SET #status = :outcome, #finished_at = :now"
                     + (f", {sets}" if sets else "")
@@ -453,16 +533,29 @@ class Store:
                 ),
                 unit_condition="#status = :running AND #attempt = :attempt",
                 values=values,
-                meta_adds={counter("running"): -1, counter(outcome): 1, "remaining": -1},
-                meta_sets=(
-                    "#first_done_at = if_not_exists(#first_done_at, :now), #last_done_at = :now"
-                ),
+                adds={counter("running"): -1, counter(outcome): 1, "remaining": -1},
+                shard_sets="#first_done_at = if_not_exists(#first_done_at, :now),"
+                " #last_done_at = :now",
+                shard_condition=shard_condition,
             )
+
+        # Try as "not the last unit of its shard" first: only when that condition fails does this
+        # finisher learn it may be finishing the session, and check completion.
+        try:
+            transact("#remaining > :one")
+            return Finish.COUNTED
+        except ClientError as exc:
+            if not _is_condition_failure(exc) or _failed_items(exc) != {1}:
+                if _is_condition_failure(exc):
+                    return Finish.STALE
+                raise
+        try:
+            transact("")
         except ClientError as exc:
             if _is_condition_failure(exc):
-                return False
+                return Finish.STALE
             raise
-        return True
+        return Finish.LAST_IN_SHARD
 
     def requeue_unit(
         self, sid: str, file: int, index: int, attempt: int, now: float, fields: Item
@@ -475,7 +568,8 @@ class Store:
         try:
             self._transact_unit(
                 sid,
-                {"PK": session_pk(sid), "SK": unit_sk(file, index)},
+                file,
+                index,
                 unit_update=(
                     "SET #status = :pending, #stage = :null_stage, #retried_at = :now"
                     + (f", {sets}" if sets else "")
@@ -483,7 +577,7 @@ class Store:
                 ),
                 unit_condition="#status = :running AND #attempt = :attempt",
                 values={**values, ":null_stage": None},
-                meta_adds={counter("running"): -1, counter("pending"): 1},
+                adds={counter("running"): -1, counter("pending"): 1},
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
@@ -494,84 +588,112 @@ class Store:
     def _transact_unit(
         self,
         sid: str,
-        key: Item,
+        file: int,
+        index: int,
         *,
         unit_update: str,
         unit_condition: str,
         values: Item,
-        meta_adds: dict[str, int],
-        meta_sets: str | None = None,
+        adds: dict[str, int],
+        shard_sets: str = "",
+        shard_condition: str = "",
     ) -> None:
-        meta_values: Item = {f":m_{k}": v for k, v in meta_adds.items()}
-        meta_values[":m_version"] = 1
-        update = "ADD " + ", ".join(f"#{k} :m_{k}" for k in meta_adds) + ", #version :m_version"
-        if meta_sets:
-            update = f"SET {meta_sets} {update}"
-            meta_values[":now"] = values[":now"]
+        """The unit's transition and its shard's counters, in one transaction."""
         self._ddb.transact_write_items(
             TransactItems=[
                 {
                     "Update": {
                         "TableName": self._table,
-                        "Key": serialize(key),
+                        "Key": serialize({"PK": session_pk(sid), "SK": unit_sk(file, index)}),
                         "UpdateExpression": unit_update,
                         "ConditionExpression": unit_condition,
                         "ExpressionAttributeNames": names_in(unit_update, unit_condition),
-                        "ExpressionAttributeValues": serialize(values),
+                        "ExpressionAttributeValues": serialize(
+                            values_in(values, unit_update, unit_condition)
+                        ),
                     }
                 },
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
-                        "UpdateExpression": update,
-                        "ExpressionAttributeNames": names_in(update),
-                        "ExpressionAttributeValues": serialize(meta_values),
-                    }
-                },
+                self._shard_update(
+                    sid,
+                    shard_of(file, index),
+                    {**adds, "version": 1},
+                    sets=shard_sets,
+                    condition=shard_condition,
+                    values=values,
+                ),
             ]
         )
 
     # ---- completion -------------------------------------------------------------------------
-    def claim_completion(self, sid: str, now: float) -> Item | None:
+    def load_session(self, sid: str, *, consistent: bool = False) -> Item | None:
+        """META with its counter shards summed in: one Query, O(1) in the number of units."""
+        response = self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :meta)",
+            ExpressionAttributeValues=serialize({":pk": session_pk(sid), ":meta": "META"}),
+            ConsistentRead=consistent,
+        )
+        return aggregate([deserialize(i) for i in response.get("Items", [])])
+
+    def claim_completion(self, sid: str, now: float) -> bool:
         """Mark the session done if every file arrived and every unit is terminal.
 
-        Exactly one caller gets the META item back; every other caller (and every call before the
-        session is done) gets None.
+        One transaction checks every counter shard and sets done_at on META: exactly one caller
+        gets True; every other caller (and every call before the session is done) gets False.
         """
+        meta_update = (
+            "SET #done_at = :now, #notified = :false, #GSI2PK = :notify, #GSI2SK = :due"
+            " ADD #version :one"
+        )
+        meta_condition = (
+            "attribute_exists(PK) AND attribute_not_exists(#done_at)"
+            " AND #files_pending = :zero AND #state <> :cancelled"
+        )
+        shard_condition = "attribute_not_exists(#remaining) OR #remaining = :zero"
+        values: Item = {
+            ":now": now,
+            ":false": False,
+            ":one": 1,
+            ":zero": 0,
+            ":cancelled": "cancelled",
+            ":notify": NOTIFY_INDEX,
+            ":due": index_key(now, sid),
+        }
+        checks: list[Any] = [
+            {
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": serialize({"PK": session_pk(sid), "SK": counter_sk(shard)}),
+                    "ConditionExpression": shard_condition,
+                    "ExpressionAttributeNames": names_in(shard_condition),
+                    "ExpressionAttributeValues": serialize(values_in(values, shard_condition)),
+                }
+            }
+            for shard in range(COUNTER_SHARDS)
+        ]
         try:
-            response = self._ddb.update_item(
-                TableName=self._table,
-                Key=serialize({"PK": session_pk(sid), "SK": "META"}),
-                UpdateExpression=(
-                    "SET #done_at = :now, #notified = :false, #GSI2PK = :notify, #GSI2SK = :due"
-                    " ADD #version :one"
-                ),
-                ConditionExpression=(
-                    "attribute_exists(PK) AND attribute_not_exists(#done_at)"
-                    " AND #remaining = :zero AND #files_pending = :zero AND #state <> :cancelled"
-                ),
-                ExpressionAttributeNames=names_in(
-                    "#done_at #notified #version #remaining #files_pending #state #GSI2PK #GSI2SK"
-                ),
-                ExpressionAttributeValues=serialize(
+            self._ddb.transact_write_items(
+                TransactItems=[
                     {
-                        ":now": now,
-                        ":false": False,
-                        ":one": 1,
-                        ":zero": 0,
-                        ":cancelled": "cancelled",
-                        ":notify": NOTIFY_INDEX,
-                        ":due": index_key(now, sid),
-                    }
-                ),
-                ReturnValues="ALL_NEW",
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
+                            "UpdateExpression": meta_update,
+                            "ConditionExpression": meta_condition,
+                            "ExpressionAttributeNames": names_in(meta_update, meta_condition),
+                            "ExpressionAttributeValues": serialize(
+                                values_in(values, meta_update, meta_condition)
+                            ),
+                        }
+                    },
+                    *checks,
+                ]
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
-                return None
+                return False
             raise
-        return deserialize(response["Attributes"])
+        return True
 
     def mark_notified(self, sid: str, now: float) -> None:
         self._ddb.update_item(

@@ -51,8 +51,10 @@ def sweep(services: Services) -> SweepReport:
     for unit in store.due(LEASE_INDEX, now - services.settings.stuck_grace_s):
         report.units_reset += reset_stuck_unit(services, store, unit)
     for meta in store.due(NOTIFY_INDEX, now - NOTIFY_GRACE_S):
-        publish_completion(services, store, meta)
-        report.notifications_sent += 1
+        session = store.load_session(str(meta["sid"]), consistent=True)
+        if session is not None:
+            publish_completion(services, store, session)
+            report.notifications_sent += 1
     logger.info("sweep done", extra={"report": report.__dict__})
     return report
 

@@ -14,7 +14,7 @@ from chalicelib.notify import complete_if_done
 from chalicelib.processors import ProcessorOutput, Stage, registry
 from chalicelib.queues import MAX_DELAY_S, send_work
 from chalicelib.services import Services
-from chalicelib.store import ClaimOutcome, Item, Store, ordinal_of
+from chalicelib.store import ClaimOutcome, Finish, Item, Store, ordinal_of
 from chalicelib.zipindex import ZipMember, member_span, open_member
 
 # Where each stage sits on the unit's 0–100 progress scale.
@@ -138,7 +138,7 @@ def process_message(services: Services, body: str) -> None:
 
 
 def _process_unit(services: Services, store: Store, message: WorkMessage) -> bool:
-    """Run the unit; True when a terminal outcome was recorded (so completion may be due)."""
+    """Run the unit; True when completion may be due (it finished its shard's last unit)."""
     settings, clock = services.settings, services.clock
     started = clock.now()
     claim = store.claim_unit(
@@ -187,15 +187,10 @@ def _process_unit(services: Services, store: Store, message: WorkMessage) -> boo
         "duration_ms": int((clock.now() - started) * 1000),
         "retryable": False,
     }
-    return store.finish_unit(
-        message.sid,
-        message.file,
-        message.index,
-        attempt,
-        UnitStatus.COMPLETED,
-        clock.now(),
-        fields,
+    finished = store.finish_unit(
+        message.sid, message.file, message.index, attempt, UnitStatus.COMPLETED, clock.now(), fields
     )
+    return finished is Finish.LAST_IN_SHARD
 
 
 def _save_result(services: Services, message: WorkMessage, output: ProcessorOutput) -> str:
@@ -230,9 +225,10 @@ def _finish(
     fields = _error_fields(problem, started, now)
     fields["retryable"] = isinstance(problem, RetryableError)
     logger.warning("unit did not complete", extra={"code": problem.code, "outcome": outcome})
-    return store.finish_unit(
+    finished = store.finish_unit(
         message.sid, message.file, message.index, attempt, outcome, now, fields
     )
+    return finished is Finish.LAST_IN_SHARD
 
 
 def retry_or_give_up(
@@ -245,7 +241,7 @@ def retry_or_give_up(
     exhausted: UnitStatus = UnitStatus.FAILED,
 ) -> bool:
     """Schedule the next attempt with exponential backoff, or, attempts used up, finish the unit
-    as `exhausted`; True when the unit is now terminal."""
+    as `exhausted`; True when completion may be due."""
     settings = services.settings
     if attempt >= settings.max_attempts:
         return _finish(services, store, message, attempt, started, exhausted, problem)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from chalicelib.models import UnitSource, UnitStatus
-from chalicelib.store import Item, NewUnit, Store, counter, declared_file_sk, session_pk
+from chalicelib.store import Item, NewUnit, Store, declared_file_sk, session_pk
 
 _message_ids = itertools.count(1)
 
@@ -28,12 +28,10 @@ def meta_item(sid: str, *, owner: str = "alice", files: int = 1, now: float = 10
         "files_total": files,
         "files_pending": files,
         "total": 0,
-        "remaining": 0,
         "version": 1,
         "created_at": now,
         "upload_deadline": now + 900,
         "expires_at": int(now) + 86400,
-        **{counter(s): 0 for s in UnitStatus},
     }
 
 

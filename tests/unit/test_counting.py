@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 
 from chalicelib.models import UnitStatus
-from chalicelib.store import ClaimOutcome, Item, Store, counter
+from chalicelib.store import COUNTER_SHARDS, ClaimOutcome, Finish, Store, counter, shard_of
 from tests.factories import declared_item, meta_item, pending_units, session_with_units
 
 LEASE = 300.0
 
 
 def counts(store: Store, sid: str) -> dict[str, int]:
-    meta = store.get_meta(sid, consistent=True)
+    meta = store.load_session(sid, consistent=True)
     assert meta is not None
     keys = ["total", "remaining", "files_pending", *(counter(s) for s in UnitStatus)]
     return {k: int(meta[k]) for k in keys if meta[k]}
@@ -53,8 +53,11 @@ def test_finishing_a_unit_twice_counts_it_once(store: Store) -> None:
     session_with_units(store, "s1", 2)
     store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
 
-    assert store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1001.0, {"progress": 100})
-    assert not store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1002.0, {"progress": 100})
+    first = store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1001.0, {"progress": 100})
+    again = store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1002.0, {"progress": 100})
+
+    assert first is not Finish.STALE
+    assert again is Finish.STALE
 
     assert counts(store, "s1") == {
         "total": 2,
@@ -86,8 +89,8 @@ def test_an_expired_lease_is_taken_over_and_the_stale_attempt_cannot_finish(stor
     assert takeover.outcome is ClaimOutcome.TAKEN_OVER
     assert takeover.attempt == 2
     assert not store.record_progress("s1", 0, 0, 1, "parsing", 50.0)
-    assert not store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1400.0, {})
-    assert store.finish_unit("s1", 0, 0, 2, UnitStatus.FAILED, 1401.0, {})
+    assert store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1400.0, {}) is Finish.STALE
+    assert store.finish_unit("s1", 0, 0, 2, UnitStatus.FAILED, 1401.0, {}) is not Finish.STALE
     assert counts(store, "s1") == {"total": 1, "n_failed": 1}
 
 
@@ -116,7 +119,7 @@ def test_completion_waits_for_files_that_have_not_arrived(store: Store) -> None:
     store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
     store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1001.0, {})
 
-    assert store.claim_completion("s1", 1002.0) is None
+    assert not store.claim_completion("s1", 1002.0)
 
 
 def test_exactly_one_of_many_concurrent_finishers_claims_completion(store: Store) -> None:
@@ -124,15 +127,14 @@ def test_exactly_one_of_many_concurrent_finishers_claims_completion(store: Store
     session_with_units(store, "s1", units)
     for index in range(units):
         store.claim_unit("s1", 0, index, 1, 1000.0, 1000.0 + LEASE)
-    winners: list[Item] = []
+    winners: list[int] = []
     start = threading.Barrier(units)
 
     def finish(index: int) -> None:
         start.wait()
         store.finish_unit("s1", 0, index, 1, UnitStatus.COMPLETED, 1001.0, {})
-        won = store.claim_completion("s1", 1002.0)
-        if won is not None:
-            winners.append(won)
+        if store.claim_completion("s1", 1002.0):
+            winners.append(index)
 
     threads = [threading.Thread(target=finish, args=(i,)) for i in range(units)]
     for thread in threads:
@@ -142,7 +144,7 @@ def test_exactly_one_of_many_concurrent_finishers_claims_completion(store: Store
 
     assert len(winners) == 1
     assert counts(store, "s1") == {"total": units, "n_completed": units}
-    assert store.claim_completion("s1", 1003.0) is None
+    assert not store.claim_completion("s1", 1003.0)
 
 
 def test_recovering_fan_out_never_overwrites_a_unit_already_in_progress(store: Store) -> None:
@@ -154,3 +156,49 @@ def test_recovering_fan_out_never_overwrites_a_unit_already_in_progress(store: S
     unit = store.get_unit("s1", 0, 0)
     assert unit is not None
     assert unit["status"] == "running"
+
+
+def test_completion_is_refused_while_any_shard_has_units_left(store: Store) -> None:
+    session_with_units(store, "s1", 40)
+    for index in range(39):
+        store.claim_unit("s1", 0, index, 1, 1000.0, 1000.0 + LEASE)
+        store.finish_unit("s1", 0, index, 1, UnitStatus.COMPLETED, 1001.0, {})
+
+    assert not store.claim_completion("s1", 1002.0)
+    store.claim_unit("s1", 0, 39, 1, 1000.0, 1000.0 + LEASE)
+    store.finish_unit("s1", 0, 39, 1, UnitStatus.FAILED, 1003.0, {})
+    assert store.claim_completion("s1", 1004.0)
+
+
+def test_the_last_unit_of_each_shard_and_only_it_is_reported_as_last(store: Store) -> None:
+    units = 64
+    session_with_units(store, "s1", units)
+    last_seen: dict[int, int] = {}
+    for index in range(units):
+        store.claim_unit("s1", 0, index, 1, 1000.0, 1000.0 + LEASE)
+    for index in range(units):
+        if store.finish_unit("s1", 0, index, 1, UnitStatus.COMPLETED, 1001.0, {}) is (
+            Finish.LAST_IN_SHARD
+        ):
+            last_seen[shard_of(0, index)] = index
+
+    used = {shard_of(0, i) for i in range(units)}
+    assert set(last_seen) == used
+    assert all(
+        max(i for i in range(units) if shard_of(0, i) == shard) == last
+        for shard, last in last_seen.items()
+    )
+    assert len(used) <= COUNTER_SHARDS
+
+
+def test_a_status_read_sums_the_counter_shards(store: Store) -> None:
+    session_with_units(store, "s1", 50)
+    for index in range(10):
+        store.claim_unit("s1", 0, index, 1, 1000.0 + index, 1300.0)
+        store.finish_unit("s1", 0, index, 1, UnitStatus.COMPLETED, 1000.0 + index, {})
+
+    session = store.load_session("s1")
+
+    assert session is not None
+    assert (session["n_completed"], session["n_pending"], session["remaining"]) == (10, 40, 40)
+    assert (session["first_done_at"], session["last_done_at"]) == (1000.0, 1009.0)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.models import SessionStatus
+from chalicelib.models import SessionStatus, UnitStatus
 from chalicelib.sessions import eta_seconds, session_status, summarize
-from chalicelib.store import Item
+from chalicelib.store import Item, counter
 from tests.factories import meta_item
 
 
 def meta(**changes: object) -> Item:
+    """A session as Store.load_session returns it: META with the counter shards summed in."""
     item = meta_item("s1", files=2, now=1000.0)
+    item.update({"remaining": 0, **{counter(s): 0 for s in UnitStatus}})
     item.update(changes)
     return item
 
