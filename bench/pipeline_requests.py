@@ -20,33 +20,10 @@ from typing import Any
 import requests
 from chalice.test import Client
 
+from bench.capacity import RequestCounter
 from chalicelib.auth import issue_token
 from chute_cli.samples import make_documents_zip
 from infra.inprocess import TOKEN_KEY, InProcessStack
-
-
-class RequestCounter:
-    """Counts requests per (service, operation) and the bytes S3 GetObject returned."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.s3_bytes_read = 0
-
-    def before_call(self, event_name: str, **_: Any) -> None:
-        service, operation = event_name.split(".", 2)[1:]
-        self.calls[f"{service}.{operation}"] += 1
-
-    def after_get(self, parsed: dict[str, Any], **_: Any) -> None:
-        self.s3_bytes_read += int(parsed.get("ContentLength", 0))
-
-    def by_service(self) -> dict[str, int]:
-        totals: Counter[str] = Counter()
-        for name, count in self.calls.items():
-            totals[name.split(".", 1)[0]] += count
-        return dict(totals)
-
-    def snapshot(self) -> tuple[Counter[str], int]:
-        return Counter(self.calls), self.s3_bytes_read
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def tiny_zip(units: int) -> bytes:
 def run_one(info: dict[str, Any], units: int) -> dict[str, Any]:
     api, headers = info["api_url"], {"Authorization": f"Bearer {info['token']}"}
     data = tiny_zip(units)
-    manifest = {"files": [{"name": f"bench-{units}.zip", "size": len(data)}]}
+    manifest: dict[str, Any] = {"files": [{"name": f"bench-{units}.zip", "size": len(data)}]}
     created = requests.post(f"{api}/sessions", json=manifest, headers=headers, timeout=30).json()
     sid, ticket = created["session_id"], created["uploads"][0]
     started = time.time()

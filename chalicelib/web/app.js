@@ -16,12 +16,13 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   token: null,
-  sid: null, // the session on screen: an answer that arrives for another one is dropped
+  sid: null, // the session on screen
+  watchId: 0, // bumped by each watch: answers that arrive for an earlier one are dropped
   etag: null,
   version: null,
   timer: null,
   failures: 0,
-  sawActive: false, // notify only for a session seen unfinished here, not an old one reopened
+  sawActive: false, // notify only for a session started or seen unfinished here, not old news
   filter: "",
   rowLimit: ROWS_STEP,
   uploading: 0,
@@ -118,7 +119,7 @@ function tokenUser(token) {
 
 function askForToken(reason) {
   clearTimeout(state.timer);
-  state.sid = null;
+  state.watchId += 1;
   for (const id of ["upload", "session", "sessions", "account"]) $(id).hidden = true;
   $("auth-reason").textContent = reason ? `The token was not accepted: ${reason}` : "";
   $("auth-reason").hidden = !reason;
@@ -164,7 +165,7 @@ async function startUpload(event) {
     const { data } = await api("sessions", { method: "POST", body: { files: manifest, name } });
     $("upload-form").reset();
     showPicked();
-    watch(data.session_id);
+    watch(data.session_id, true);
     loadSessions();
     await uploadAll(data.uploads, files);
   } catch (error) {
@@ -259,12 +260,13 @@ function storageError(xhr) {
 
 // ---- watching a session -------------------------------------------------------------------
 
-function watch(sid) {
+function watch(sid, startedHere = false) {
   const url = new URL(location.href);
   url.searchParams.set("session", sid);
   history.replaceState(null, "", url); // a reload, or coming back, resumes watching
   clearTimeout(state.timer);
-  Object.assign(state, { sid, etag: null, version: null, failures: 0, sawActive: false });
+  state.watchId += 1;
+  Object.assign(state, { sid, etag: null, version: null, failures: 0, sawActive: startedHere });
   Object.assign(state, { filter: "", rowLimit: ROWS_STEP });
   $("filter").value = "";
   $("session").hidden = true; // until the first answer: no numbers from the previous session
@@ -272,25 +274,25 @@ function watch(sid) {
 }
 
 async function poll() {
-  const sid = state.sid;
+  const { sid, watchId } = state;
   let delay = POLL_MS;
   try {
     const answer = await api(`sessions/${encodeURIComponent(sid)}`, { etag: state.etag });
-    if (sid !== state.sid) return;
+    if (watchId !== state.watchId) return;
+    state.failures = 0;
+    $("connection").hidden = true;
     if (!answer.notModified) {
       const summary = answer.data;
       if (summary.version !== state.version) await refreshRows();
-      if (sid !== state.sid) return;
+      if (watchId !== state.watchId) return;
       renderSummary(summary);
       // Remembered only once all is on screen: after a failed row fetch, the next poll retries.
       Object.assign(state, { etag: answer.etag, version: summary.version });
       if (TERMINAL.has(summary.status)) return finish(summary);
       state.sawActive = true;
     }
-    state.failures = 0;
-    $("connection").hidden = true;
   } catch (error) {
-    if (sid !== state.sid) return;
+    if (watchId !== state.watchId) return;
     if (!retryable(error)) return reportError(error);
     state.failures += 1;
     delay = Math.min(POLL_MS * 2 ** state.failures, MAX_RETRY_MS);
@@ -392,9 +394,9 @@ async function fetchRows(sid) {
 }
 
 async function refreshRows() {
-  const sid = state.sid;
-  const { rows, more } = await fetchRows(sid);
-  if (sid !== state.sid) return;
+  const watchId = state.watchId;
+  const { rows, more } = await fetchRows(state.sid);
+  if (watchId !== state.watchId) return;
   $("unit-rows").replaceChildren(...rows.map(unitRow));
   $("no-rows").hidden = rows.length > 0;
   $("no-rows").textContent = state.filter
@@ -446,7 +448,9 @@ function sessionItem(s) {
   const href = `?session=${encodeURIComponent(s.session_id)}`;
   const link = el("a", { href }, s.name || "Untitled session");
   if (s.session_id === state.sid) link.setAttribute("aria-current", "page");
-  const details = `${Math.floor(s.progress)}% of ${plural(s.total, "file")}`;
+  const details = s.status === "uploading"
+    ? `${s.files_received} of ${plural(s.files_total, "file")} uploaded`
+    : `${Math.floor(s.progress)}% of ${plural(s.total, "file")}`;
   const when = formatTime(s.created_at);
   const muted = el("span", { className: "muted" }, `${details} · ${when}`);
   return el("li", {}, link, badge(s.status), muted);
