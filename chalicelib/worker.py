@@ -74,6 +74,10 @@ class WorkerContext:
         self._last_write = services.clock.now()
 
     @property
+    def current_stage(self) -> Stage:
+        return self._stage
+
+    @property
     def percent(self) -> float:
         low, high = STAGE_SPANS[self._stage]
         return low + (high - low) * self._fraction
@@ -169,16 +173,29 @@ def _process_unit(services: Services, store: Store, message: WorkMessage) -> boo
         logger.info("another attempt owns this unit now; stopping")
         return False
     except PermanentError as problem:
-        return _finish(services, store, message, attempt, started, UnitStatus.FAILED, problem)
+        return _finish(
+            services,
+            store,
+            message,
+            attempt,
+            started,
+            UnitStatus.FAILED,
+            problem,
+            stage=context.current_stage,
+        )
     except RetryableError as problem:
-        return retry_or_give_up(services, store, message, attempt, started, problem)
+        return retry_or_give_up(
+            services, store, message, attempt, started, problem, stage=context.current_stage
+        )
     except Exception as exc:  # a processor bug or a flaky dependency: worth another attempt
         logger.exception("processor raised")
         unexpected = RetryableError(
             f"Processing failed unexpectedly ({type(exc).__name__}: {exc}).",
             code="processor_error",
         )
-        return retry_or_give_up(services, store, message, attempt, started, unexpected)
+        return retry_or_give_up(
+            services, store, message, attempt, started, unexpected, stage=context.current_stage
+        )
     fields: Item = {
         "result_key": result_key,
         "result": output.metadata,
@@ -205,11 +222,17 @@ def _save_result(services: Services, message: WorkMessage, output: ProcessorOutp
     return key
 
 
-def _error_fields(problem: PermanentError | RetryableError, started: float, now: float) -> Item:
-    return {
+def _error_fields(
+    problem: PermanentError | RetryableError, started: float, now: float, stage: str | None
+) -> Item:
+    fields: Item = {
         "error": {"code": problem.code, "message": problem.message, "details": problem.details},
         "duration_ms": int((now - started) * 1000),
     }
+    if stage is not None:
+        # Progress writes are coalesced, so the item may still show an earlier stage.
+        fields["stage"] = stage
+    return fields
 
 
 def _finish(
@@ -220,9 +243,11 @@ def _finish(
     started: float,
     outcome: UnitStatus,
     problem: PermanentError | RetryableError,
+    *,
+    stage: str | None = None,
 ) -> bool:
     now = services.clock.now()
-    fields = _error_fields(problem, started, now)
+    fields = _error_fields(problem, started, now, stage)
     fields["retryable"] = isinstance(problem, RetryableError)
     logger.warning("unit did not complete", extra={"code": problem.code, "outcome": outcome})
     finished = store.finish_unit(
@@ -239,12 +264,14 @@ def retry_or_give_up(
     started: float,
     problem: RetryableError,
     exhausted: UnitStatus = UnitStatus.FAILED,
+    *,
+    stage: str | None = None,
 ) -> bool:
     """Schedule the next attempt with exponential backoff, or, attempts used up, finish the unit
     as `exhausted`; True when completion may be due."""
     settings = services.settings
     if attempt >= settings.max_attempts:
-        return _finish(services, store, message, attempt, started, exhausted, problem)
+        return _finish(services, store, message, attempt, started, exhausted, problem, stage=stage)
     delay = min(settings.retry_base_delay_s * 2 ** (attempt - 1), MAX_DELAY_S)
     # Send before requeueing: if the requeue then fails, this delivery is retried and, its lease
     # run out, taken over; the early message meanwhile finds the unit running and is dropped.
@@ -257,7 +284,7 @@ def retry_or_give_up(
         message.index,
         attempt,
         now,
-        {**_error_fields(problem, started, now), "retry_delay_s": delay},
+        {**_error_fields(problem, started, now, None), "retry_delay_s": delay},
     )
     logger.info("unit will be retried", extra={"code": problem.code, "delay_s": delay})
     return False

@@ -73,6 +73,7 @@ def test_a_corrupt_member_fails_alone_and_the_session_completes_with_errors(stac
     (row,) = failed["items"]
     assert row["name"] == "broken.pdf"
     assert row["error"]["code"] == "pdf_unreadable"
+    assert row["stage"] == "parsing"
     assert row["retryable"] is False
     assert len(stack.emails()) == 1
 
