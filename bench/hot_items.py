@@ -23,7 +23,7 @@ from typing import Any
 import requests
 from chalice.test import Client
 
-from bench.capacity import auth_headers
+from bench.capacity import auth_headers, logs_to_stderr
 from infra.inprocess import InProcessStack
 
 ITEM_WCU_LIMIT = 1000
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=1000)
     parser.add_argument("--units-per-s", type=float, default=1000.0)
     args = parser.parse_args()
+    logs_to_stderr()
     print(json.dumps(run(args.units, args.units_per_s)))
 
 

@@ -13,8 +13,10 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import sys
 import tempfile
 import time
 import zipfile
@@ -23,6 +25,7 @@ from typing import Any
 
 import requests
 
+from bench.capacity import logs_to_stderr
 from infra.local import LocalStack
 from infra.testing import wait_for
 
@@ -96,7 +99,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
+    logs_to_stderr()
     with (
+        contextlib.redirect_stdout(sys.stderr),  # the stack's console output (outbox, banner)
         tempfile.TemporaryDirectory() as root,
         LocalStack(Path(root), api_port=0, work_concurrency=args.concurrency) as stack,
     ):
