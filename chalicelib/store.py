@@ -545,10 +545,12 @@ class Store:
             transact("#remaining > :one")
             return Finish.COUNTED
         except ClientError as exc:
-            if not _is_condition_failure(exc) or _failed_items(exc) != {1}:
-                if _is_condition_failure(exc):
-                    return Finish.STALE
+            if not _is_condition_failure(exc):
                 raise
+            if 0 in _failed_items(exc):
+                return Finish.STALE
+        # Only the shard's condition failed (or the reasons were not given): the unconditional
+        # transaction decides, its unit condition still guarding against a stale attempt.
         try:
             transact("")
         except ClientError as exc:
