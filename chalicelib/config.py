@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     work_queue_url: str
     work_high_queue_url: str
     topic_arn: str
+    # Dead-letter queues of the work queues: the sweeper fails the units whose messages died there.
+    work_dlq_url: str | None = None
+    work_high_dlq_url: str | None = None
     # HMAC key for local bearer tokens (`chute token NAME`); on AWS, Cognito authorizes instead.
     token_key: SecretStr | None = None
 

@@ -7,6 +7,8 @@ transitions as the workers, so a sweep racing a worker changes nothing twice:
   finishes instead of waiting forever;
 - running units whose lease ran out long ago (their message was lost): the next attempt is
   queued, or, attempts used up, the unit ends as timeout;
+- work messages SQS dead-lettered (every delivery crashed before the unit could be recorded):
+  a unit still pending is failed with `dead_lettered`, so the session can finish;
 - finished sessions whose notification was never recorded as sent (SNS was down): published now.
 """
 
@@ -24,11 +26,12 @@ from chalicelib.store import (
     LEASE_INDEX,
     NOTIFY_INDEX,
     UPLOAD_INDEX,
+    ClaimOutcome,
     Item,
     Store,
     session_pk,
 )
-from chalicelib.worker import retry_or_give_up
+from chalicelib.worker import finish_with_error, retry_or_give_up
 
 # A notification is left to the worker that claimed completion for this long before the sweep
 # takes it over.
@@ -39,6 +42,7 @@ NOTIFY_GRACE_S = 60.0
 class SweepReport:
     uploads_expired: int = 0
     units_reset: int = 0
+    dead_letters: int = 0
     notifications_sent: int = 0
 
 
@@ -50,6 +54,7 @@ def sweep(services: Services) -> SweepReport:
         report.uploads_expired += expire_missing_uploads(services, store, meta)
     for unit in store.due(LEASE_INDEX, now - services.settings.stuck_grace_s):
         report.units_reset += reset_stuck_unit(services, store, unit)
+    report.dead_letters = fail_dead_letters(services, store)
     for meta in store.due(NOTIFY_INDEX, now - NOTIFY_GRACE_S):
         session = store.load_session(str(meta["sid"]), consistent=True)
         if session is not None:
@@ -112,3 +117,48 @@ def reset_stuck_unit(services: Services, store: Store, unit: Item) -> int:
     if finished:
         complete_if_done(services, store, sid)
     return 1
+
+
+DEAD_LETTER_BATCHES = 10
+
+
+def fail_dead_letters(services: Services, store: Store) -> int:
+    """Fail the pending units whose work messages were dead-lettered; the messages handled."""
+    settings = services.settings
+    handled = 0
+    for url in filter(None, (settings.work_dlq_url, settings.work_high_dlq_url)):
+        for _ in range(DEAD_LETTER_BATCHES):
+            batch = services.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+            messages = batch.get("Messages", [])
+            for received in messages:
+                try:
+                    message = WorkMessage.model_validate_json(received["Body"])
+                except ValueError:
+                    # Not ours to interpret: it stays in the DLQ for a person, and is logged.
+                    logger.error("unreadable dead letter", extra={"body": received["Body"][:500]})
+                    continue
+                fail_dead_lettered_unit(services, store, message)
+                services.sqs.delete_message(QueueUrl=url, ReceiptHandle=received["ReceiptHandle"])
+                handled += 1
+            if len(messages) < 10:
+                break
+    return handled
+
+
+def fail_dead_lettered_unit(services: Services, store: Store, message: WorkMessage) -> None:
+    unit = store.get_unit(message.sid, message.file, message.index)
+    # A running unit is the lease sweep's; a finished one needs nothing.
+    if unit is None or unit["status"] != "pending":
+        return
+    now = services.clock.now()
+    attempt = int(unit["attempt"]) + 1
+    claim = store.claim_unit(message.sid, message.file, message.index, attempt, now, now)
+    if claim.outcome is not ClaimOutcome.CLAIMED:
+        return
+    problem = RetryableError(
+        "Processing this file kept failing for reasons outside the file itself; it can be retried.",
+        code="dead_lettered",
+    )
+    message = message.model_copy(update={"attempt": attempt})
+    if finish_with_error(services, store, message, attempt, now, UnitStatus.FAILED, problem):
+        complete_if_done(services, store, message.sid)

@@ -161,7 +161,9 @@ def _process_unit(services: Services, store: Store, message: WorkMessage) -> boo
         timeout = RetryableError(
             f"Processing stopped responding {settings.max_attempts} times.", code="unit_timeout"
         )
-        return _finish(services, store, message, attempt, started, UnitStatus.TIMEOUT, timeout)
+        return finish_with_error(
+            services, store, message, attempt, started, UnitStatus.TIMEOUT, timeout
+        )
     processor = registry.resolve(message.name, message.content_type)
     context = WorkerContext(services, store, message, attempt)
     try:
@@ -173,7 +175,7 @@ def _process_unit(services: Services, store: Store, message: WorkMessage) -> boo
         logger.info("another attempt owns this unit now; stopping")
         return False
     except PermanentError as problem:
-        return _finish(
+        return finish_with_error(
             services,
             store,
             message,
@@ -235,7 +237,7 @@ def _error_fields(
     return fields
 
 
-def _finish(
+def finish_with_error(
     services: Services,
     store: Store,
     message: WorkMessage,
@@ -246,6 +248,7 @@ def _finish(
     *,
     stage: str | None = None,
 ) -> bool:
+    """Record the unit as failed or timed out; True when completion may be due."""
     now = services.clock.now()
     fields = _error_fields(problem, started, now, stage)
     fields["retryable"] = isinstance(problem, RetryableError)
@@ -271,7 +274,9 @@ def retry_or_give_up(
     as `exhausted`; True when completion may be due."""
     settings = services.settings
     if attempt >= settings.max_attempts:
-        return _finish(services, store, message, attempt, started, exhausted, problem, stage=stage)
+        return finish_with_error(
+            services, store, message, attempt, started, exhausted, problem, stage=stage
+        )
     delay = min(settings.retry_base_delay_s * 2 ** (attempt - 1), MAX_DELAY_S)
     # Send before requeueing: if the requeue then fails, this delivery is retried and, its lease
     # run out, taken over; the early message meanwhile finds the unit running and is dropped.

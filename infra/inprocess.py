@@ -77,6 +77,8 @@ class InProcessStack:
             "uploads_queue_url": queues[LOCAL.uploads_queue.name],
             "work_queue_url": queues[LOCAL.work_queue.name],
             "work_high_queue_url": queues[LOCAL.work_high_queue.name],
+            "work_dlq_url": queues[f"{LOCAL.work_queue.name}-dlq"],
+            "work_high_dlq_url": queues[f"{LOCAL.work_high_queue.name}-dlq"],
             "token_key": TOKEN_KEY,
         }
 

@@ -220,6 +220,8 @@ class LocalStack:
             "uploads_queue_url": urls[r.uploads_queue.name],
             "work_queue_url": urls[r.work_queue.name],
             "work_high_queue_url": urls[r.work_high_queue.name],
+            "work_dlq_url": urls[f"{r.work_queue.name}-dlq"],
+            "work_high_dlq_url": urls[f"{r.work_high_queue.name}-dlq"],
             "outbox_queue_url": urls[r.outbox_queue.name],
             "topic_arn": provisioned.topic_arn,
             "token": issue_token(key, "dev", time.time()),
@@ -231,7 +233,8 @@ class LocalStack:
         """Point chalicelib's Settings at this stack: the app reads them on first use. Settings
         fields are named as the keys of local.json."""
         settings = ("region", "aws_endpoint_url", "bucket", "table", "topic_arn")
-        queues = ("uploads_queue_url", "work_queue_url", "work_high_queue_url")
+        queues: tuple[str, ...] = ("uploads_queue_url", "work_queue_url", "work_high_queue_url")
+        queues += ("work_dlq_url", "work_high_dlq_url")
         self._set_env(
             {
                 **CREDENTIALS,

@@ -116,3 +116,35 @@ def test_a_notification_that_could_not_be_sent_is_sent_by_the_sweep(
     _, after = stack.get(f"/sessions/{sid}")
     assert after["notified"] is True
     assert sweep(stack.stack.services).notifications_sent == 0
+
+
+def test_a_dead_lettered_message_fails_its_pending_unit_and_the_session_finishes(
+    stack: Stack,
+) -> None:
+    sid = stack.create([("a.txt", b"some text"), ("b.txt", b"more text")])["session_id"]
+    stack.stack.drain("on_upload")
+    settings, sqs = stack.stack.settings, stack.stack.sqs
+    assert settings.work_dlq_url is not None
+    messages = sqs.receive_message(QueueUrl=settings.work_queue_url, MaxNumberOfMessages=10)
+    dead, alive = sorted(messages["Messages"], key=lambda m: json.loads(m["Body"])["file"])
+    # What SQS's redrive does after maxReceiveCount failed deliveries.
+    sqs.send_message(QueueUrl=settings.work_dlq_url, MessageBody=dead["Body"])
+    sqs.delete_message(QueueUrl=settings.work_queue_url, ReceiptHandle=dead["ReceiptHandle"])
+    sqs.change_message_visibility(
+        QueueUrl=settings.work_queue_url, ReceiptHandle=alive["ReceiptHandle"], VisibilityTimeout=0
+    )
+
+    report = sweep(stack.stack.services)
+    stack.run_until_idle()
+
+    assert report.dead_letters == 1
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert summary["status"] == "completed_with_errors"
+    _, files = stack.get(f"/sessions/{sid}/files")
+    assert [(r["status"], (r["error"] or {}).get("code")) for r in files["items"]] == [
+        ("failed", "dead_lettered"),
+        ("completed", None),
+    ]
+    assert files["items"][0]["retryable"] is True
+    assert len(stack.emails()) == 1
+    assert sweep(stack.stack.services).dead_letters == 0
