@@ -415,8 +415,11 @@ def test_fast_sqs_keeps_moto_semantics(patched: bool, monkeypatch: pytest.Monkey
     monkeypatch.setattr(sqs_models, "unix_time_millis", lambda dt=None: clock.now * 1000)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # Other tests in this process (the in-process stack) may have left the fix installed.
     if patched:
         moto_sqs_fast.install()
+    else:
+        moto_sqs_fast.uninstall()
     try:
         with mock_aws():
             trace = _sqs_script(boto3.client("sqs", region_name="us-east-1"), clock)
