@@ -247,8 +247,8 @@ class CapacityCounter:
     def register(self, events: BaseEventHooks) -> None:
         """Hook a boto3 Session's (before its clients exist) or a client's events."""
         # Not before-call: that one carries the serialized HTTP request, not the parameters.
-        events.register("before-parameter-build.dynamodb", self._before_call)
-        events.register("after-call.dynamodb", self._after_call)
+        events.register("before-parameter-build.dynamodb", self._before_request)
+        events.register("after-call.dynamodb", self._after_request)
 
     def snapshot(self) -> CapacitySnapshot:
         with self._lock:
@@ -258,7 +258,7 @@ class CapacityCounter:
             )
 
     # ---- hooks -------------------------------------------------------------------------------
-    def _before_call(
+    def _before_request(
         self, model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any
     ) -> None:
         # after-call does not carry the request: reads need ConsistentRead and the expressions.
@@ -270,7 +270,7 @@ class CapacityCounter:
                     target.before = self._image(target.table, target.key)
             context["chute_capacity_targets"] = targets
 
-    def _after_call(
+    def _after_request(
         self,
         model: Any,
         parsed: dict[str, Any],
@@ -300,14 +300,17 @@ class CapacityCounter:
         if operation == "GetItem":
             item = parsed.get("Item") or {}
             if item and "ProjectionExpression" in params:
-                item = self._image(params["TableName"], params["Key"]) or item
+                if self._peek is None:
+                    self._note("projected_items_sized_as_returned")
+                else:
+                    item = self._image(params["TableName"], params["Key"]) or item
             return read_units([item_size(item)], consistent=consistent, per_item=True)
         if operation == "BatchGetItem":
             units = 0.0
             for table, items in (parsed.get("Responses") or {}).items():
                 wanted = params.get("RequestItems", {}).get(table, {})
                 if "ProjectionExpression" in wanted:
-                    self._note("batch_get_projected_items_sized_as_returned", len(items))
+                    self._note("projected_items_sized_as_returned", len(items))
                 units += read_units(
                     [item_size(i) for i in items],
                     consistent=bool(wanted.get("ConsistentRead", False)),
@@ -509,21 +512,32 @@ def _key_text(key: Mapping[str, Any]) -> str:
 
 # ---- request counting ----------------------------------------------------------------------
 class RequestCounter:
-    """Counts requests per (service, operation) and the bytes S3 GetObject returned."""
+    """Counts requests per (service, operation), the bytes S3 GetObject returned and, once
+    registered with `register`, the seconds spent in requests per service."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.s3_bytes_read = 0
+        self.seconds: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def register(self, events: BaseEventHooks) -> None:
         events.register("before-call", self.before_call)
+        events.register("after-call", self.after_call)
         events.register("after-call.s3.GetObject", self.after_get)
 
-    def before_call(self, event_name: str, **_: Any) -> None:
+    def before_call(self, event_name: str, context: dict[str, Any] | None = None, **_: Any) -> None:
         service, operation = event_name.split(".", 2)[1:]
         with self._lock:
             self.calls[f"{service}.{operation}"] += 1
+        if context is not None:
+            context["chute_request_started"] = time.perf_counter()
+
+    def after_call(self, event_name: str, context: dict[str, Any], **_: Any) -> None:
+        started = context.get("chute_request_started")
+        if started is not None:
+            with self._lock:
+                self.seconds[event_name.split(".", 2)[1]] += time.perf_counter() - started
 
     def after_get(self, parsed: dict[str, Any], **_: Any) -> None:
         with self._lock:
@@ -542,11 +556,20 @@ class RequestCounter:
 
 # ---- shared by the benches -----------------------------------------------------------------
 def logs_to_stderr() -> None:
-    """chute logs JSON lines to stdout, as Lambda wants; a bench's stdout is its one result line."""
+    """chute logs JSON lines to stdout, as Lambda wants; a bench's stdout is its one result line.
+
+    The app is imported first: Chalice(app_name="chute") adds a stdout handler (and sets the level
+    to ERROR) on the logger of that name, the one Powertools uses, unless it finds one there.
+    """
+    import importlib
+
     from chalicelib.log import logger
 
+    importlib.import_module("app")
     for handler in logging.getLogger(logger.name).handlers:
-        if isinstance(handler, logging.StreamHandler):
+        # Only handlers writing to stdout: others (a test runner's capture handlers) stay put.
+        stream = getattr(handler, "stream", None)
+        if isinstance(handler, logging.StreamHandler) and stream in (sys.stdout, sys.__stdout__):
             handler.setStream(sys.stderr)
 
 
