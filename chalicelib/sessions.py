@@ -19,12 +19,14 @@ from chalicelib.models import (
 from chalicelib.presign import presign_upload
 from chalicelib.services import Services
 from chalicelib.store import (
+    META_SK,
     UPLOAD_INDEX,
     Item,
     Store,
     counter,
     declared_file_sk,
     index_key,
+    meta_pk,
     ordinal_of,
     session_pk,
 )
@@ -102,8 +104,8 @@ def create_session(services: Services, owner: str, body: Any) -> CreateSessionRe
     ]
     ttl = int(now + settings.session_ttl_days * 86_400)
     meta: Item = {
-        "PK": session_pk(sid),
-        "SK": "META",
+        "PK": meta_pk(sid),
+        "SK": META_SK,
         "GSI1PK": f"U#{owner}",
         "GSI1SK": f"{int(now * 1000):014d}#{sid}",
         "sid": sid,

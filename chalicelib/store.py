@@ -49,15 +49,21 @@ def index_key(when: float, *parts: str) -> str:
     return "#".join([f"{when:017.3f}", *parts])
 
 
-# A session's unit counters live on COUNTER_SHARDS items beside META (SK META#C00 …), each unit
-# always counted on the same one: per unit, no write touches META, so no single item takes every
-# transition (DynamoDB allows ~1,000 WCU/s per item). A status read is still one Query
-# (begins_with "META"), whatever the number of units.
+# A session's META item and its COUNTER_SHARDS counter items share a partition of their own
+# (PK M#{sid}; SK META, C00 …), apart from the session's units (PK S#{sid}). Each unit always
+# counts on the same shard, so no per-unit write touches META and no single item takes every
+# transition (DynamoDB allows ~1,000 WCU/s per item). A status read is one Query of that small
+# partition, whatever the number of units.
 COUNTER_SHARDS = 16
+META_SK = "META"
+
+
+def meta_pk(sid: str) -> str:
+    return f"M#{sid}"
 
 
 def counter_sk(shard: int) -> str:
-    return f"META#C{shard:02d}"
+    return f"C{shard:02d}"
 
 
 def shard_of(file: int, index: int) -> int:
@@ -153,10 +159,10 @@ def _failed_items(exc: ClientError) -> set[int]:
 
 def aggregate(items: Sequence[Item]) -> Item | None:
     """A session's META item with its counter shards summed in (as one flat item)."""
-    meta = next((i for i in items if i["SK"] == "META"), None)
+    meta = next((i for i in items if i["SK"] == META_SK), None)
     if meta is None:
         return None
-    shards = [i for i in items if i["SK"] != "META"]
+    shards = [i for i in items if i["SK"] != META_SK]
     summed: Item = {**meta, "remaining": 0}
     summed.update({counter(s): 0 for s in UnitStatus})
     for shard in shards:
@@ -223,7 +229,7 @@ class Store:
         self._batch_put(declared)
 
     def get_meta(self, sid: str, *, consistent: bool = False) -> Item | None:
-        return self._get(session_pk(sid), "META", consistent=consistent)
+        return self._get(meta_pk(sid), META_SK, consistent=consistent)
 
     def get_declared_file(self, sid: str, file: int) -> Item | None:
         return self._get(session_pk(sid), declared_file_sk(file), consistent=True)
@@ -304,7 +310,7 @@ class Store:
             {
                 "Update": {
                     "TableName": self._table,
-                    "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
+                    "Key": serialize({"PK": meta_pk(sid), "SK": META_SK}),
                     "UpdateExpression": meta_update,
                     "ConditionExpression": "attribute_exists(PK)",
                     "ExpressionAttributeNames": names_in(meta_update),
@@ -340,7 +346,7 @@ class Store:
         placeholders: Item = {**(values or {}), **{f":a_{k}": n for k, n in adds.items()}}
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": serialize({"PK": session_pk(sid), "SK": counter_sk(shard)}),
+            "Key": serialize({"PK": meta_pk(sid), "SK": counter_sk(shard)}),
             "UpdateExpression": update,
             "ExpressionAttributeNames": names_in(update, condition),
             "ExpressionAttributeValues": serialize(values_in(placeholders, update, condition)),
@@ -631,8 +637,8 @@ class Store:
         """META with its counter shards summed in: one Query, O(1) in the number of units."""
         response = self._ddb.query(
             TableName=self._table,
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :meta)",
-            ExpressionAttributeValues=serialize({":pk": session_pk(sid), ":meta": "META"}),
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues=serialize({":pk": meta_pk(sid)}),
             ConsistentRead=consistent,
         )
         return aggregate([deserialize(i) for i in response.get("Items", [])])
@@ -665,7 +671,7 @@ class Store:
             {
                 "ConditionCheck": {
                     "TableName": self._table,
-                    "Key": serialize({"PK": session_pk(sid), "SK": counter_sk(shard)}),
+                    "Key": serialize({"PK": meta_pk(sid), "SK": counter_sk(shard)}),
                     "ConditionExpression": shard_condition,
                     "ExpressionAttributeNames": names_in(shard_condition),
                     "ExpressionAttributeValues": serialize(values_in(values, shard_condition)),
@@ -679,7 +685,7 @@ class Store:
                     {
                         "Update": {
                             "TableName": self._table,
-                            "Key": serialize({"PK": session_pk(sid), "SK": "META"}),
+                            "Key": serialize({"PK": meta_pk(sid), "SK": META_SK}),
                             "UpdateExpression": meta_update,
                             "ConditionExpression": meta_condition,
                             "ExpressionAttributeNames": names_in(meta_update, meta_condition),
@@ -700,7 +706,7 @@ class Store:
     def mark_notified(self, sid: str, now: float) -> None:
         self._ddb.update_item(
             TableName=self._table,
-            Key=serialize({"PK": session_pk(sid), "SK": "META"}),
+            Key=serialize({"PK": meta_pk(sid), "SK": META_SK}),
             UpdateExpression="SET #notified = :true, #notified_at = :now REMOVE #GSI2PK, #GSI2SK",
             ExpressionAttributeNames=names_in("#notified #notified_at #GSI2PK #GSI2SK"),
             ExpressionAttributeValues=serialize({":true": True, ":now": now}),

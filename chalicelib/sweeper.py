@@ -24,12 +24,13 @@ from chalicelib.notify import complete_if_done, publish_completion
 from chalicelib.services import Services
 from chalicelib.store import (
     LEASE_INDEX,
+    META_SK,
     NOTIFY_INDEX,
     UPLOAD_INDEX,
     ClaimOutcome,
     Item,
     Store,
-    session_pk,
+    meta_pk,
 )
 from chalicelib.worker import finish_with_error, retry_or_give_up
 
@@ -85,7 +86,7 @@ def expire_missing_uploads(services: Services, store: Store, meta: Item) -> int:
                 store.mark_file_sent(sid, file)
                 expired += 1
         complete_if_done(services, store, sid)
-    store.leave_index(session_pk(sid), "META", UPLOAD_INDEX)
+    store.leave_index(meta_pk(sid), META_SK, UPLOAD_INDEX)
     return expired
 
 

@@ -7,15 +7,15 @@ import json
 from typing import Any
 
 from chalicelib.models import UnitSource, UnitStatus
-from chalicelib.store import Item, NewUnit, Store, declared_file_sk, session_pk
+from chalicelib.store import META_SK, Item, NewUnit, Store, declared_file_sk, meta_pk, session_pk
 
 _message_ids = itertools.count(1)
 
 
 def meta_item(sid: str, *, owner: str = "alice", files: int = 1, now: float = 1000.0) -> Item:
     return {
-        "PK": session_pk(sid),
-        "SK": "META",
+        "PK": meta_pk(sid),
+        "SK": META_SK,
         "GSI1PK": f"U#{owner}",
         "GSI1SK": f"{int(now * 1000):014d}#{sid}",
         "sid": sid,
