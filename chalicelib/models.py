@@ -46,8 +46,14 @@ TERMINAL_SESSION_STATUSES = frozenset(
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class Model(BaseModel):
+    # Validators are built on a model's first use, not at import: a Lambda cold start builds only
+    # the few models its event needs.
+    model_config = ConfigDict(defer_build=True)
+
+
+class StrictModel(Model):
+    model_config = ConfigDict(defer_build=True, extra="forbid", str_strip_whitespace=True)
 
 
 class FileSpec(StrictModel):
@@ -75,7 +81,7 @@ class CreateSessionRequest(StrictModel):
     notify: NotifyOptions = Field(default_factory=NotifyOptions)
 
 
-class UploadTicket(BaseModel):
+class UploadTicket(Model):
     ordinal: int
     name: str
     key: str
@@ -84,14 +90,14 @@ class UploadTicket(BaseModel):
     expires_at: float
 
 
-class CreateSessionResponse(BaseModel):
+class CreateSessionResponse(Model):
     session_id: str
     status: SessionStatus
     uploads: list[UploadTicket]
     expires_at: float
 
 
-class Counts(BaseModel):
+class Counts(Model):
     pending: int = 0
     running: int = 0
     completed: int = 0
@@ -101,7 +107,7 @@ class Counts(BaseModel):
     paused: int = 0
 
 
-class SessionSummary(BaseModel):
+class SessionSummary(Model):
     session_id: str
     name: str | None
     status: SessionStatus
@@ -122,13 +128,13 @@ class SessionSummary(BaseModel):
     done_at: float | None
 
 
-class UnitError(BaseModel):
+class UnitError(Model):
     code: str
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class UnitRow(BaseModel):
+class UnitRow(Model):
     ordinal: str
     file_ordinal: int
     member_index: int
@@ -148,12 +154,7 @@ class UnitRow(BaseModel):
     result: dict[str, Any] | None
 
 
-class Page(BaseModel):
-    items: list[Any]
-    next_cursor: str | None
-
-
-class UnitSource(BaseModel):
+class UnitSource(Model):
     """Where a unit's bytes are: a whole object, or one member inside a zip object."""
 
     key: str
@@ -165,7 +166,7 @@ class UnitSource(BaseModel):
     crc32: int = 0
 
 
-class WorkMessage(BaseModel):
+class WorkMessage(Model):
     """Body of one SQS message on the work queues: everything the worker needs, no extra read."""
 
     sid: str

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.log import logger
 from chalicelib.models import WorkMessage
 from chalicelib.services import Services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 SQS_BATCH = 10
 MAX_DELAY_S = 900  # SQS's largest DelaySeconds
@@ -55,6 +51,14 @@ def run_batch(
     event: dict[str, Any], context: Any, handle: Callable[[SQSRecord], None]
 ) -> dict[str, Any]:
     """Run handle() per record; failed records are reported so only they are redelivered."""
+    # Imported on first use: Powertools' batch utility loads its parser models, ~80 ms of a cold
+    # start that an API request never needs.
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+
     # A BatchProcessor keeps per-batch state: one per invocation keeps concurrent calls apart.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

@@ -16,9 +16,6 @@ from html.parser import HTMLParser
 from pathlib import PurePosixPath
 from typing import Literal
 
-from pypdf import PasswordType, PdfReader
-from pypdf.errors import DependencyError
-
 from chalicelib.errors import PermanentError
 from chalicelib.processors.base import ProcessorOutput, Scalar, UnitContext, processor
 
@@ -296,6 +293,10 @@ class _VisibleText(HTMLParser):
 
 
 def _parse_pdf(data: bytes, ctx: UnitContext) -> _Parsed:
+    # Imported here: pypdf is a tenth of a second of every cold start, and most units are no PDF.
+    from pypdf import PasswordType, PdfReader
+    from pypdf.errors import DependencyError
+
     _check_pdf_framing(data)
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
