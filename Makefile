@@ -33,9 +33,13 @@ unit: venv
 test: lint  ## lint, type-check, then every test (unit, integration, e2e)
 	$(BIN)/python -m pytest -q
 
-bench: venv  ## every benchmark; each prints one JSON line
-	@for script in $(filter-out bench/__init__.py,$(wildcard bench/*.py)); do \
-		$(BIN)/python -m bench.$$(basename $$script .py) || exit 1; done
+BENCHES := $(filter-out __init__ table,$(basename $(notdir $(wildcard bench/*.py))))
+
+bench: venv  ## every benchmark (each prints one JSON line), then the table of goals
+	@mkdir -p .chute && : > .chute/bench.jsonl
+	@for name in $(BENCHES); do \
+		$(BIN)/python -m bench.$$name | tee -a .chute/bench.jsonl || exit 1; done
+	@$(BIN)/python -m bench.table < .chute/bench.jsonl
 
 clean:
 	rm -rf $(VENV) .chute .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,149 @@
+"""The table `make bench` ends with: each bench's JSON line read back, the headline numbers beside
+the goals of the benchmarks issue.
+
+Run: .venv/bin/python -m bench.table < .chute/bench.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Row = tuple[str, str, str, str]  # measure, value, goal, met
+Result = dict[str, Any]
+
+
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+
+def status_read_cost(r: Result) -> Iterator[Row]:
+    for run in r["by_units"]:
+        chute, naive = run["chute"], run["naive"]
+        yield (
+            f"status read, {run['units']:,} units ({run['units_state']})",
+            f"{chute['dynamodb_requests']} req, {chute['read_units']} RCU, "
+            f"{chute['median_ms']} ms; naive {naive['read_units']} RCU, {naive['median_ms']} ms",
+            "identical across N",
+            _met(r["chute_identical_across_units"]),
+        )
+    ratio = r["read_unit_ratio_naive_over_chute"]
+    yield (
+        f"naive / chute read units at {ratio['units']:,}",
+        f"{ratio['ratio']}x",
+        f">= {ratio['goal']}x",
+        _met(ratio["met"]),
+    )
+
+
+def pipeline_requests(r: Result) -> Iterator[Row]:
+    per_unit = r["per_unit"]
+    sqs = per_unit["sqs"]["all"] + r["event_source_sqs_per_unit_without_empty_polls"]
+    yield (
+        f"DynamoDB requests per unit ({r['units']} units)",
+        str(per_unit["dynamodb"]["all"]),
+        "<= 4 (+1 per 2 s of progress)",
+        _met(per_unit["dynamodb"]["all"] <= 4),
+    )
+    yield ("SQS requests per unit (send/receive/delete)", f"{sqs:.3f}", "<= 0.5", _met(sqs <= 0.5))
+    yield (
+        "fan-out reads of a zip",
+        f"{r['fanout']['s3_get_requests']} GET, {r['fanout']['s3_bytes_read']:,} B",
+        "<= 2 GETs, < 1 MB",
+        _met(r["fanout"]["s3_get_requests"] <= 2 and r["fanout"]["s3_bytes_read"] < 2**20),
+    )
+
+
+def fanout_large_zip(r: Result) -> Iterator[Row]:
+    fanout, goals = r["fanout"], r["goals"]
+    yield (
+        f"fan-out of {r['zip_bytes'] / 2**20:,.0f} MiB / {r['members']} members",
+        f"{fanout['s3_get_requests']} GET, {fanout['s3_bytes_read']:,} B, "
+        f"peak RSS {fanout['rss_peak_mb']} MB, {fanout['handler_s']} s",
+        "<= 2 GETs, < 1 MB, < 128 MB",
+        _met(all(goals.values())),
+    )
+
+
+def cold_start(r: Result) -> Iterator[Row]:
+    imports = r["imports"]
+    yield (
+        "import app vs import boto3",
+        f"{imports['import_app_s']} s vs {imports['import_boto3_s']} s "
+        f"({imports['ratio_app_over_boto3']}x)",
+        f"<= {imports['goal_ratio']}x",
+        _met(imports["met"]),
+    )
+    if r.get("package"):
+        size = r["package"].get("deployment_zip_bytes")
+        yield ("deploy package", f"{size / 2**20:.2f} MiB" if size else "?", "-", "-")
+
+
+def capacity(r: Result) -> Iterator[Row]:
+    every = r["per_unit"]["all"]
+    yield (
+        "capacity units per unit",
+        f"{every['wcu']} WCU + {every['wcu_index']} index WCU, {every['rcu']} RCU",
+        "-",
+        "-",
+    )
+    yield ("status read", f"{r['status_read']['rcu']} RCU", "O(1)", "-")
+
+
+def throughput(r: Result) -> Iterator[Row]:
+    for run in r["runs"]:
+        yield (
+            f"end to end, {run['units']:,} units",
+            f"{run['units_per_s']} units/s; last finish -> done {run['last_finish_to_done_s']} s,"
+            f" -> email {run['last_finish_to_email_s']} s",
+            "<= 1 s each",
+            _met(max(run["last_finish_to_done_s"], run["last_finish_to_email_s"]) <= 1),
+        )
+    ratio = r["time_per_unit_ratio_largest_to_smallest"]
+    yield ("time per unit, largest / smallest", f"{ratio}x", "<= 1.1x", _met(ratio <= 1.1))
+
+
+def hot_items(r: Result) -> Iterator[Row]:
+    yield (
+        f"busiest item at {r['units_per_s_assumed']:,.0f} units/s",
+        f"{r['busiest_item']}: {r['busiest_item_wcu_per_s']} WCU/s "
+        f"(unsharded META: {r['unsharded_meta_wcu_per_s']})",
+        f"<= {r['item_wcu_limit']} WCU/s",
+        _met(r["within_limit"]),
+    )
+
+
+def generic(r: Result) -> Iterator[Row]:
+    for key, value in r.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            yield (key, str(value), "-", "-")
+
+
+HEADLINES: dict[str, Callable[[Result], Iterator[Row]]] = {
+    "status_read_cost": status_read_cost,
+    "pipeline_requests": pipeline_requests,
+    "fanout_large_zip": fanout_large_zip,
+    "cold_start": cold_start,
+    "capacity": capacity,
+    "throughput": throughput,
+    "hot_items": hot_items,
+}
+
+
+def main() -> None:
+    rows: list[tuple[str, ...]] = [("bench", "measure", "value", "goal", "met")]
+    for line in sys.stdin:
+        if not line.strip().startswith("{"):
+            continue
+        result = json.loads(line)
+        name = str(result.get("bench") or result.get("name") or "moto")
+        rows += [(name, *headline) for headline in HEADLINES.get(name, generic)(result)]
+    widths = [max(len(cells[i]) for cells in rows) for i in range(5)]
+    for cells in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
