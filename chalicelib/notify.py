@@ -41,7 +41,7 @@ def completion_message(meta: Item, status: SessionStatus) -> tuple[str, str]:
     label = meta.get("name") or meta["sid"]
     completed, total = int(meta[counter("completed")]), int(meta["total"])
     not_done = total - completed
-    subject = f"chute: {label} — {status.value.replace('_', ' ')}"
+    subject = _sns_subject(f"chute: {label} - {status.value.replace('_', ' ')}")
     lines = [
         f"Your upload session {label} has finished: {status.value.replace('_', ' ')}.",
         "",
@@ -54,7 +54,14 @@ def completion_message(meta: Item, status: SessionStatus) -> tuple[str, str]:
             "their error codes are listed with the session's files."
         )
     lines += ["", f"Session id: {meta['sid']}"]
-    return subject[:100], "\n".join(lines)
+    return subject, "\n".join(lines)
+
+
+def _sns_subject(text: str) -> str:
+    """SNS takes a subject of under 100 printable ASCII characters, no line breaks (moto does not
+    check; AWS refuses the publish)."""
+    printable = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return printable[:99]
 
 
 def publish_completion(services: Services, store: Store, meta: Item) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.models import SessionStatus, UnitStatus
+from chalicelib.notify import completion_message
 from chalicelib.sessions import eta_seconds, session_status, summarize
 from chalicelib.store import Item, counter
 from tests.factories import meta_item
@@ -83,3 +84,14 @@ def test_uploads_that_never_arrive_make_the_session_timed_out_after_the_deadline
 
     assert not summarize(item, 1000.0 + 899).timed_out
     assert summarize(item, 1000.0 + 901).timed_out
+
+
+def test_the_email_subject_is_what_sns_accepts_whatever_the_session_name() -> None:
+    item = meta(name="Rapport été\nQ3 " + "x" * 200, done_at=2.0, total=1, n_completed=1)
+
+    subject, message = completion_message(item, session_status(item))
+
+    assert len(subject) < 100
+    assert all(" " <= c <= "~" for c in subject)
+    assert subject.startswith("chute: Rapport ?t?")
+    assert "1 of 1 files completed." in message
