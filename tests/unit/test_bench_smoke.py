@@ -120,9 +120,11 @@ def test_pipeline_requests_counts_requests_per_unit(tmp_path: Path) -> None:
         ("moto_ddb_transact", ["--items", "50", "--repeat", "1"], ["transact_ms_after"]),
         ("moto_sqs_receive", ["--queued", "50", "--repeat", "1"], ["receive_ms_after"]),
         ("moto_server_request", ["--requests", "5"], ["request_ms_after"]),
+        ("hot_items", ["--units", "20"], ["busiest_item_wcu_per_s", "unsharded_meta_wcu_per_s"]),
+        ("throughput", ["--sizes", "5", "10"], ["time_per_unit_ratio_largest_to_smallest"]),
     ],
 )
-def test_moto_benches_run_with_small_parameters(
+def test_benches_run_as_processes_with_small_parameters(
     module: str, args: list[str], fields: list[str]
 ) -> None:
     done = subprocess.run(
