@@ -14,9 +14,7 @@ bench.pipeline_requests before the counters were sharded). Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import zipfile
 from collections import Counter
 from typing import Any
 
@@ -24,6 +22,7 @@ import requests
 from chalice.test import Client
 
 from bench.capacity import auth_headers, logs_to_stderr
+from chute_cli.samples import tiny_text_zip
 from infra.inprocess import InProcessStack
 
 ITEM_WCU_LIMIT = 1000
@@ -59,19 +58,11 @@ class ItemWrites:
             self.transactional[key] += 1
 
 
-def tiny_zip(units: int) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for i in range(units):
-            archive.writestr(f"d{i:05d}.txt", f"unit {i}")
-    return buffer.getvalue()
-
-
 def run(units: int, units_per_s: float) -> dict[str, Any]:
     counter = ItemWrites()
     with InProcessStack() as stack:
         stack.app_session.events.register("before-parameter-build.dynamodb", counter.count)
-        data = tiny_zip(units)
+        data = tiny_text_zip(units)
         headers = auth_headers()
         manifest = {"files": [{"name": "hot.zip", "size": len(data)}]}
         with Client(stack.app.app) as client:

@@ -24,12 +24,10 @@ every N, and the naive/chute ratio of read units at the largest N (goal: >= 1000
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys
 import time
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -45,6 +43,7 @@ from bench.capacity import (
     logs_to_stderr,
     upload_in_process,
 )
+from chute_cli.samples import tiny_text_zip
 from infra.inprocess import REGION, InProcessStack
 
 if TYPE_CHECKING:
@@ -54,15 +53,6 @@ GOAL_RATIO = 1000
 # From this many units a naive read takes seconds in moto (its response serializer costs ~3 ms
 # per item), and its requests and units are the same every time: a few repetitions suffice.
 LARGE = 1000
-
-
-def units_zip(units: int) -> bytes:
-    """A zip of `units` tiny text members, built in memory (stored: nothing to inflate)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for n in range(units):
-            archive.writestr(f"doc-{n:05d}.txt", f"unit {n}\n")
-    return buffer.getvalue()
 
 
 class Meter:
@@ -176,7 +166,7 @@ def _measure_session(
     process: bool,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    sid = upload_in_process(client, f"units-{units}.zip", units_zip(units))
+    sid = upload_in_process(client, f"units-{units}.zip", tiny_text_zip(units))
     stack.drain("on_upload")
     if process:
         stack.drain()

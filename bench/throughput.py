@@ -14,35 +14,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench.capacity import logs_to_stderr
+from chute_cli.samples import tiny_text_zip
 from infra.local import LocalStack
 from infra.testing import wait_for
 
 POLL_S = 0.2
 
 
-def tiny_zip(units: int) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for i in range(units):
-            archive.writestr(f"doc{i:05d}.txt", f"document {i}: a few words of text\n")
-    return buffer.getvalue()
-
-
 def run_one(info: dict[str, Any], units: int) -> dict[str, Any]:
     api, headers = info["api_url"], {"Authorization": f"Bearer {info['token']}"}
-    data = tiny_zip(units)
+    data = tiny_text_zip(units)
     manifest: dict[str, Any] = {"files": [{"name": f"bench-{units}.zip", "size": len(data)}]}
     created = requests.post(f"{api}/sessions", json=manifest, headers=headers, timeout=30).json()
     sid, ticket = created["session_id"], created["uploads"][0]

@@ -9,6 +9,7 @@ do not accumulate. The archive is streamed to disk: at most one PDF is held in m
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -373,3 +374,12 @@ def ensure_documents_zip(
     info = make_documents_zip(path, files=files, size_mb=size_mb, corrupt=corrupt, seed=seed)
     sidecar.write_text(json.dumps(info.model_dump(mode="json"), indent=2) + "\n")
     return info, False
+
+
+def tiny_text_zip(units: int) -> bytes:
+    """A zip of `units` tiny text members, built in memory: many units, almost no bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for n in range(units):
+            archive.writestr(f"doc-{n:05d}.txt", f"unit {n}\n")
+    return buffer.getvalue()
