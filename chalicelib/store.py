@@ -23,7 +23,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import InvalidInput
-from chalicelib.models import UnitStatus
+from chalicelib.models import TERMINAL_UNIT_STATUSES, UnitStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 Item = dict[str, Any]
 
-COUNTED_STATUSES: tuple[UnitStatus, ...] = tuple(UnitStatus)
-_TERMINAL = ("completed", "failed", "timeout", "cancelled")
 _NAME = re.compile(r"#(\w+)")
 _VALUE = re.compile(r":(\w+)")
 _serializer = TypeSerializer()
@@ -293,7 +291,7 @@ class Store:
         for unit in units:
             adds = shards.setdefault(shard_of(unit.file, unit.index), {"version": 1})
             adds[counter(unit.status)] = adds.get(counter(unit.status), 0) + 1
-            if unit.status not in _TERMINAL:
+            if unit.status not in TERMINAL_UNIT_STATUSES:
                 adds["remaining"] = adds.get("remaining", 0) + 1
         meta_update = "ADD #total :total, #files_pending :minus, #version :one"
         items: list[Any] = [
@@ -388,7 +386,7 @@ class Store:
             "created_at": now,
             **unit.attrs,
         }
-        if unit.status in _TERMINAL:
+        if unit.status in TERMINAL_UNIT_STATUSES:
             item["finished_at"] = now
         return item
 
