@@ -218,13 +218,17 @@ class Store:
 
     # ---- sessions -------------------------------------------------------------------------
     def put_session(self, meta: Item, declared: Sequence[Item]) -> None:
-        """The META item (must not exist yet) and one declared-file item per manifest entry."""
+        """One declared-file item per manifest entry, then the META item (must not exist yet).
+
+        META last: if a write fails half-way, no session exists that counts on files it has no
+        record of (the declared items left behind expire by TTL).
+        """
+        self._batch_put(declared)
         self._ddb.put_item(
             TableName=self._table,
             Item=serialize(meta),
             ConditionExpression="attribute_not_exists(PK)",
         )
-        self._batch_put(declared)
 
     def get_meta(self, sid: str, *, consistent: bool = False) -> Item | None:
         return self._get(meta_pk(sid), META_SK, consistent=consistent)
