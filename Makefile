@@ -33,7 +33,7 @@ unit: venv
 test: lint  ## lint, type-check, then every test (unit, integration, e2e)
 	$(BIN)/python -m pytest -q
 
-BENCHES := $(filter-out __init__ table,$(basename $(notdir $(wildcard bench/*.py))))
+BENCHES := $(filter-out __init__ table timing,$(basename $(notdir $(wildcard bench/*.py))))
 
 bench: venv  ## every benchmark (each prints one JSON line), then the table of goals
 	@mkdir -p .chute && : > .chute/bench.jsonl

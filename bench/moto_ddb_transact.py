@@ -12,28 +12,17 @@ import argparse
 import itertools
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from bench.timing import median_ms
 from infra import moto_ddb_fast
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-
-def _median_ms(action: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(samples), 2)
 
 
 def _key(sk: str) -> dict[str, Any]:
@@ -112,11 +101,11 @@ def main() -> None:
             ("after", moto_ddb_fast.install),
         ):
             switch()
-            result[f"transact_ms_{label}"] = _median_ms(
+            result[f"transact_ms_{label}"] = median_ms(
                 lambda: _transition(ddb, next(ordinals)), args.repeat
             )
             # Unit 0 is running by now: the same transition is cancelled and rolled back.
-            result[f"cancelled_transact_ms_{label}"] = _median_ms(
+            result[f"cancelled_transact_ms_{label}"] = median_ms(
                 lambda: _transition(ddb, 0), args.repeat
             )
         moto_ddb_fast.uninstall()

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
-import time
 from typing import TYPE_CHECKING
 
 import boto3
 from moto.server import ThreadedMotoServer
 
+from bench.timing import median_ms
 from infra import moto_routing_fast
 
 if TYPE_CHECKING:
@@ -25,12 +24,9 @@ if TYPE_CHECKING:
 
 
 def _round_trips_ms(sqs: SQSClient, url: str, requests: int) -> float:
-    samples = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-        samples.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(samples), 2)
+    return median_ms(
+        lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]), requests
+    )
 
 
 def main() -> None:

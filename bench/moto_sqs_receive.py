@@ -11,27 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import boto3
 from moto import mock_aws
 
+from bench.timing import median_ms
 from infra import moto_sqs_fast
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-
-
-def _median_ms(action: Callable[[], object], repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        samples.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(samples), 2)
 
 
 def _send_batch(sqs: SQSClient, url: str) -> None:
@@ -53,7 +42,7 @@ def _receive_and_delete(sqs: SQSClient, url: str, repeat: int) -> tuple[float, f
             QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(batch)]
         )
 
-    return _median_ms(receive, repeat), _median_ms(delete, repeat)
+    return median_ms(receive, repeat), median_ms(delete, repeat)
 
 
 def main() -> None:
@@ -81,9 +70,7 @@ def main() -> None:
             switch()
             receive_ms, delete_ms = _receive_and_delete(sqs, url, args.repeat)
             result[f"receive_ms_{label}"] = receive_ms
-            result[f"send_batch_ms_{label}"] = _median_ms(
-                lambda: _send_batch(sqs, url), args.repeat
-            )
+            result[f"send_batch_ms_{label}"] = median_ms(lambda: _send_batch(sqs, url), args.repeat)
             result[f"delete_batch_ms_{label}"] = delete_ms
         moto_sqs_fast.uninstall()
     print(json.dumps(result))
