@@ -59,3 +59,11 @@ class PermanentError(ChuteError):
 
     http_status = 422
     default_code = "permanent"
+
+
+class UnitSkipped(ChuteError):
+    """No processor handles this unit (a picture in a zip of documents, a PDF without text): it
+    ends `skipped` with this reason, neither completed nor failed."""
+
+    http_status = 422
+    default_code = "unsupported_type"

@@ -17,10 +17,17 @@ class UnitStatus(StrEnum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     PAUSED = "paused"
+    SKIPPED = "skipped"  # no processor handles it: neither completed nor failed
 
 
 TERMINAL_UNIT_STATUSES = frozenset(
-    {UnitStatus.COMPLETED, UnitStatus.FAILED, UnitStatus.TIMEOUT, UnitStatus.CANCELLED}
+    {
+        UnitStatus.COMPLETED,
+        UnitStatus.FAILED,
+        UnitStatus.TIMEOUT,
+        UnitStatus.CANCELLED,
+        UnitStatus.SKIPPED,
+    }
 )
 
 
@@ -105,6 +112,7 @@ class Counts(Model):
     timeout: int = 0
     cancelled: int = 0
     paused: int = 0
+    skipped: int = 0
 
 
 class SessionSummary(Model):
