@@ -10,15 +10,16 @@ from chalice.app import CloudWatchEvent, Request
 from chalicelib import fanout, sessions, web
 from chalicelib.http import (
     current_user,
+    encode_cursor,
     handles_errors,
     json_body,
     json_response,
+    query_cursor,
     query_limit,
     query_param,
 )
 from chalicelib.queues import run_batch
 from chalicelib.services import get_services
-from chalicelib.store import Store
 from chalicelib.sweeper import sweep
 from chalicelib.worker import process_message
 
@@ -29,11 +30,6 @@ def _request() -> Request:
     request = app.current_request
     assert request is not None, "Chalice sets current_request for every route call"
     return request
-
-
-def _store() -> Store:
-    services = get_services()
-    return Store(services.ddb, services.settings.table)
 
 
 def _asset(name: str) -> Response:
@@ -74,38 +70,38 @@ def create_session() -> Response:
 def list_sessions() -> Response:
     services, request = get_services(), _request()
     user = current_user(request, services)
-    items, cursor = _store().list_sessions(
-        user, limit=query_limit(request, 20, 100), cursor=query_param(request, "cursor")
+    views, last = services.store.list_sessions(
+        user, limit=query_limit(request, 20, 100), start=query_cursor(request)
     )
-    summaries = [sessions.summarize(i, services.clock.now()).model_dump(mode="json") for i in items]
-    return json_response({"items": summaries, "next_cursor": cursor})
+    summaries = [sessions.summarize(v, services.clock.now()).model_dump(mode="json") for v in views]
+    return json_response({"items": summaries, "next_cursor": encode_cursor(last)})
 
 
 @app.route("/sessions/{sid}", methods=["GET"], cors=True)
 @handles_errors
 def get_session(sid: str) -> Response:
     services, request = get_services(), _request()
-    meta = sessions.owned_meta(_store(), sid, current_user(request, services))
-    etag = f'"{meta["version"]}"'
+    view = sessions.owned_session(services.store, sid, current_user(request, services))
+    etag = f'"{view.version}"'
     if request.headers.get("if-none-match") == etag:
         return Response(body="", status_code=304, headers={"ETag": etag})
-    summary = sessions.summarize(meta, services.clock.now())
+    summary = sessions.summarize(view, services.clock.now())
     return json_response(summary, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
 
 @app.route("/sessions/{sid}/files", methods=["GET"], cors=True)
 @handles_errors
 def list_files(sid: str) -> Response:
-    services, request, store = get_services(), _request(), _store()
-    sessions.owned_meta(store, sid, current_user(request, services))
-    items, cursor = store.list_units(
+    services, request = get_services(), _request()
+    sessions.owned_session(services.store, sid, current_user(request, services))
+    units, last = services.store.list_units(
         sid,
         limit=query_limit(request),
-        cursor=query_param(request, "cursor"),
+        start=query_cursor(request),
         status=sessions.status_filter(query_param(request, "status")),
     )
-    rows = [sessions.unit_row(i).model_dump(mode="json") for i in items]
-    return json_response({"items": rows, "next_cursor": cursor})
+    rows = [sessions.unit_row(u).model_dump(mode="json") for u in units]
+    return json_response({"items": rows, "next_cursor": encode_cursor(last)})
 
 
 @app.lambda_function(name="on_upload")
@@ -115,9 +111,10 @@ def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.lambda_function(name="worker")
 def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run_batch(event, context, lambda r: process_message(get_services(), r.body))
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return run_batch(event, context, lambda r: process_message(get_services(), r.body, remaining))
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
-def sweeper(_event: CloudWatchEvent) -> None:
-    sweep(get_services())
+def sweeper(event: CloudWatchEvent) -> None:
+    sweep(get_services(), getattr(event.context, "get_remaining_time_in_millis", None))

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # Dead-letter queues of the work queues: the sweeper fails the units whose messages died there.
     work_dlq_url: str | None = None
     work_high_dlq_url: str | None = None
+    # The uploads queue's dead-letter queue: the sweeper finishes the files whose fan-out kept
+    # failing.
+    uploads_dlq_url: str | None = None
     # HMAC key for local bearer tokens (`chute token NAME`); on AWS, Cognito authorizes instead.
     token_key: SecretStr | None = None
 
@@ -32,15 +35,7 @@ class Settings(BaseSettings):
     # Files not arrived this long after the presigned POSTs expired are failed by the sweeper
     # (an upload started just before expiry may still be on its way).
     upload_grace_s: int = Field(default=900, ge=0)
-    # The sweeper resets a running unit this long after its lease ran out (by then SQS would
-    # have redelivered its message unless the message was lost).
-    stuck_grace_s: int = Field(default=120, ge=0)
     progress_interval_s: float = Field(default=2.0, ge=0)
-    max_attempts: int = Field(default=3, ge=1, le=10)
-    # A running unit whose lease has passed is taken over by the next delivery of its message.
-    # Must not exceed the work queue's visibility timeout.
-    lease_s: int = Field(default=300, ge=1)
-    retry_base_delay_s: int = Field(default=2, ge=0, le=900)
     high_priority_threshold: int = Field(default=7, ge=1, le=10)
     session_ttl_days: int = Field(default=30, ge=1)
     max_member_bytes: int = Field(default=512 * 1024**2, ge=1)

@@ -1,8 +1,13 @@
-"""Upload fan-out: one S3 ObjectCreated event → unit items, session totals, work messages.
+"""Upload fan-out: one S3 ObjectCreated event → a plan of units, counted once, then sent.
 
-Nothing the client sent is trusted (moto does not enforce presigned POST conditions, DESIGN §8):
+Nothing the client sent is trusted (moto does not enforce presigned POST conditions, DESIGN §11):
 the key must name a declared file of a live session, and the stored size must be the declared one.
 Anything else becomes a failed unit with a clear error, so the session still finishes.
+
+A file's plan (its units) is written down before the file is claimed, and the claim records which
+plan it counted. Whoever finishes a claimed file later — a redelivered event after a crash, or the
+sweeper when the event is gone — writes and sends exactly that plan, never one of its own: units
+that were not counted can never exist.
 """
 
 from __future__ import annotations
@@ -10,15 +15,17 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote_plus
 
+from chalicelib.budget import FANOUT_GRACE_S
+from chalicelib.completion import complete_if_done
 from chalicelib.errors import PermanentError
-from chalicelib.log import logger
-from chalicelib.models import UnitSource, UnitStatus, WorkMessage
-from chalicelib.notify import complete_if_done
+from chalicelib.log import log_keys, logger
+from chalicelib.models import UnitStatus
+from chalicelib.plans import Plan, load_plan, save_plan
 from chalicelib.presign import parse_upload_key
-from chalicelib.queues import send_work
+from chalicelib.queues import send_work, work_message
 from chalicelib.services import Services
-from chalicelib.store import Item, NewUnit, Store
-from chalicelib.zipindex import ZipMember, read_central_directory
+from chalicelib.store.items import DeclaredFile, SessionMeta
+from chalicelib.unitplan import new_unit, plan_object
 
 
 def handle_upload_message(services: Services, body: str) -> None:
@@ -35,142 +42,70 @@ def handle_upload_message(services: Services, body: str) -> None:
 
 
 def fan_out_object(services: Services, key: str, size: int) -> None:
-    store = Store(services.ddb, services.settings.table)
     parsed = parse_upload_key(key)
     if parsed is None:
         logger.warning("ignoring an object outside any session", extra={"key": key})
         return
     sid, file, name = parsed
-    logger.append_keys(session_id=sid, file=file)
-    try:
-        declared = store.get_declared_file(sid, file)
-        if declared is None:
+    with log_keys(session_id=sid, file=file):
+        declared = services.store.get_declared_file(sid, file)
+        meta = services.store.get_meta(sid)
+        if declared is None or meta is None:
             logger.warning("ignoring an upload for no declared file", extra={"key": key})
             return
-        if declared.get("units_sent"):
-            logger.info("duplicate upload event; units already created", extra={"key": key})
-            return
-        units = plan_units(services, key, size, name, file, declared)
-        now = services.clock.now()
-        recovering = "fanned_out_at" in declared or not store.claim_file(sid, file, units, now)
-        store.put_units(sid, units, now, recovering=recovering)
-        messages = [work_message(sid, declared, key, u) for u in units if u.status == "pending"]
-        send_work(services, messages, priority=int(declared["priority"]))
-        store.mark_file_sent(sid, file)
-        logger.info(
-            "fanned out",
-            extra={"units": len(units), "queued": len(messages), "recovering": recovering},
-        )
-        complete_if_done(services, store, sid)
-    finally:
-        logger.remove_keys(["session_id", "file"])
+        if declared.fanned_out_at is None:
+            plan = plan_object(services, key, size, name, declared)
+            claim_with_plan(services, declared, plan)
+        else:
+            logger.info("the file was claimed before; finishing its fan-out", extra={"key": key})
+        finish_fan_out(services, meta, file)
 
 
-def plan_units(
-    services: Services, key: str, size: int, name: str, file: int, declared: Item
-) -> list[NewUnit]:
-    settings = services.settings
-    common = {"max_attempts": settings.max_attempts, "content_type": declared["content_type"]}
-    if name != declared["name"] or size != int(declared["size"]):
-        problem = PermanentError(
-            f"The uploaded file does not match the manifest: expected {declared['name']!r} of "
-            f"{declared['size']} bytes, received {name!r} of {size} bytes.",
-            code="upload_mismatch",
-            details={"expected_size": int(declared["size"]), "received_size": size},
-        )
-        return [failed_unit(file, 0, name, problem, {**common, "size": size})]
-    if not name.lower().endswith(".zip"):
-        source = UnitSource(key=key, kind="object", uncompressed_size=size)
-        return [pending_unit(file, 0, name, source, {**common, "size": size})]
-    try:
-        members = [
-            m
-            for m in read_central_directory(size, lambda a, b: _read_range(services, key, a, b))
-            if not m.is_dir
+def claim_with_plan(services: Services, declared: DeclaredFile, plan: Plan) -> bool:
+    """Write the plan down, then count its units into the session once; claimed by this call?"""
+    store, now = services.store, services.clock.now()
+    record = save_plan(services, declared, plan)
+    if not store.claim_file(
+        declared.sid, declared.file, plan.units, plan=record, now=now, due=now + FANOUT_GRACE_S
+    ):
+        return False
+    # Written right after the claim; if this crashes, finish_fan_out writes them from the plan.
+    store.put_units(plan.units, recovering=False)
+    return True
+
+
+def finish_fan_out(services: Services, meta: SessionMeta, file: int) -> None:
+    """Make sure every unit of a claimed file exists and has its message; then the file is sent.
+
+    Idempotent: safe after a crash anywhere in a fan-out, and for the sweeper to call.
+    """
+    store = services.store
+    declared = store.get_declared_file(meta.sid, file)
+    if declared is None or declared.plan is None:
+        return
+    if not declared.units_sent:
+        plan = load_plan(services, declared.plan)
+        store.put_units(plan.units, recovering=True)
+        waiting = [
+            work_message(meta, unit, attempt=1)
+            for unit in store.units_of_file(meta.sid, file)
+            if unit.status == UnitStatus.PENDING and unit.attempt == 0
         ]
-    except PermanentError as problem:
-        return [failed_unit(file, 0, name, problem, {**common, "size": size})]
-    if not members:
-        empty = PermanentError("The zip archive holds no files.", code="zip_empty")
-        return [failed_unit(file, 0, name, empty, {**common, "size": size})]
-    if len(members) > settings.max_units_per_file:
-        too_many = PermanentError(
-            f"The zip archive holds {len(members)} files; the limit is "
-            f"{settings.max_units_per_file}.",
-            code="zip_too_many_members",
-        )
-        return [failed_unit(file, 0, name, too_many, {**common, "size": size})]
-    return [member_unit(services, key, file, i, m, declared) for i, m in enumerate(members)]
+        send_work(services, waiting, priority=meta.priority)
+        store.mark_file_sent(meta.sid, file)
+        logger.info("fanned out", extra={"units": len(plan.units), "queued": len(waiting)})
+    # A file whose units were all failed at fan-out (or the last file to arrive after its units
+    # finished) may complete the session here: no worker will.
+    complete_if_done(services, meta.sid)
 
 
-def member_unit(
-    services: Services, key: str, file: int, index: int, member: ZipMember, declared: Item
-) -> NewUnit:
-    attrs: Item = {
-        "max_attempts": services.settings.max_attempts,
-        "content_type": "application/octet-stream",
-        "size": member.uncompressed_size,
-        "archive": declared["name"],
-    }
-    problem: PermanentError | None = None
-    if member.encrypted:
-        problem = PermanentError("This file is encrypted inside the zip.", code="zip_encrypted")
-    elif member.method not in (0, 8):
-        problem = PermanentError(
-            f"This file uses zip compression method {member.method}; only stored and deflate "
-            "are supported.",
-            code="zip_unsupported_method",
-        )
-    elif member.uncompressed_size > services.settings.max_member_bytes:
-        problem = PermanentError(
-            f"This file is {member.uncompressed_size} bytes uncompressed; the limit is "
-            f"{services.settings.max_member_bytes}.",
-            code="member_too_large",
-        )
-    if problem is not None:
-        return failed_unit(file, index, member.name, problem, attrs)
-    source = UnitSource(
-        key=key,
-        kind="zip_member",
-        header_offset=member.header_offset,
-        compressed_size=member.compressed_size,
-        uncompressed_size=member.uncompressed_size,
-        method=member.method,
-        crc32=member.crc32,
-    )
-    return pending_unit(file, index, member.name, source, attrs)
-
-
-def pending_unit(file: int, index: int, name: str, source: UnitSource, attrs: Item) -> NewUnit:
-    return NewUnit(file, index, name, UnitStatus.PENDING, {**attrs, "source": source.model_dump()})
-
-
-def failed_unit(file: int, index: int, name: str, problem: PermanentError, attrs: Item) -> NewUnit:
-    error = {"code": problem.code, "message": problem.message, "details": problem.details}
-    return NewUnit(
-        file, index, name, UnitStatus.FAILED, {**attrs, "error": error, "retryable": False}
-    )
-
-
-def work_message(sid: str, declared: Item, key: str, unit: NewUnit) -> WorkMessage:
-    return WorkMessage(
-        sid=sid,
-        owner=str(declared["owner"]),
-        file=unit.file,
-        index=unit.index,
-        attempt=1,
-        name=unit.name,
-        content_type=str(unit.attrs["content_type"]),
-        job_type=str(declared["job_type"]),
-        priority=int(declared["priority"]),
-        source=UnitSource.model_validate(
-            unit.attrs.get("source") or {"key": key, "kind": "object"}
-        ),
-    )
-
-
-def _read_range(services: Services, key: str, start: int, end: int) -> bytes:
-    response = services.s3.get_object(
-        Bucket=services.settings.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
-    )
-    return response["Body"].read()
+def fail_file(
+    services: Services, meta: SessionMeta, declared: DeclaredFile, problem: PermanentError
+) -> bool:
+    """Claim a declared file as one failed unit (never uploaded, or its fan-out kept failing);
+    False when someone claimed it first."""
+    unit = new_unit(declared, 0, declared.name, services.clock.now(), problem=problem)
+    if not claim_with_plan(services, declared, Plan(units=[unit])):
+        return False
+    finish_fan_out(services, meta, declared.file)
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from chalicelib.auth import bearer, verify_token
 from chalicelib.errors import ChuteError, InvalidInput, Unauthorized
 from chalicelib.log import logger
 from chalicelib.services import Services
+from chalicelib.store import StartKey
+from chalicelib.store.codec import deserialize, serialize
 
 P = ParamSpec("P")
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -80,3 +83,26 @@ def query_limit(request: Request, default: int = 100, maximum: int = 1000) -> in
             f"limit must be a whole number from 1 to {maximum}.", code="invalid_limit"
         )
     return int(raw)
+
+
+def encode_cursor(key: StartKey | None) -> str | None:
+    """A page's continuation as an opaque string for the next request."""
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(deserialize(key)).encode()).decode()
+
+
+def query_cursor(request: Request) -> StartKey | None:
+    """The `cursor` parameter back as the key to continue from; 400 when it is not one of ours."""
+    cursor = query_param(request, "cursor")
+    if not cursor:
+        return None
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise ValueError("cursor keys must be strings")
+        return serialize(raw)
+    except ValueError as exc:
+        raise InvalidInput(
+            "The cursor is not one this API gave out.", code="invalid_cursor"
+        ) from exc

@@ -6,7 +6,13 @@ import re
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from chalicelib.errors import ChuteError
+from chalicelib.modelbase import Model, StrictModel
+from chalicelib.sources import UnitSource
+
+__all__ = ["Model", "StrictModel"]  # re-exported: the base of every shape
 
 
 class UnitStatus(StrEnum):
@@ -31,6 +37,15 @@ TERMINAL_UNIT_STATUSES = frozenset(
 )
 
 
+class SessionState(StrEnum):
+    """What the person asked for (DESIGN §4); the status shown is derived from it and the counts."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+
 class SessionStatus(StrEnum):
     UPLOADING = "uploading"  # waiting for (some) uploads; nothing fanned out yet
     PROCESSING = "processing"
@@ -51,16 +66,6 @@ TERMINAL_SESSION_STATUSES = frozenset(
 )
 
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-class Model(BaseModel):
-    # Validators are built on a model's first use, not at import: a Lambda cold start builds only
-    # the few models its event needs.
-    model_config = ConfigDict(defer_build=True)
-
-
-class StrictModel(Model):
-    model_config = ConfigDict(defer_build=True, extra="forbid", str_strip_whitespace=True)
 
 
 class FileSpec(StrictModel):
@@ -137,9 +142,15 @@ class SessionSummary(Model):
 
 
 class UnitError(Model):
+    """Why a unit failed, timed out or was skipped: the one error shape units carry."""
+
     code: str
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, problem: ChuteError) -> UnitError:
+        return cls(code=problem.code, message=problem.message, details=problem.details)
 
 
 class UnitRow(Model):
@@ -162,28 +173,24 @@ class UnitRow(Model):
     result: dict[str, Any] | None
 
 
-class UnitSource(Model):
-    """Where a unit's bytes are: a whole object, or one member inside a zip object."""
-
-    key: str
-    kind: Literal["object", "zip_member"]
-    header_offset: int = 0
-    compressed_size: int = 0
-    uncompressed_size: int = 0
-    method: int = 0
-    crc32: int = 0
-
-
 class WorkMessage(Model):
-    """Body of one SQS message on the work queues: everything the worker needs, no extra read."""
+    """Body of one SQS message on the work queues: everything the worker needs, no extra read.
+
+    Built in one place (chalicelib.queues.work_message) for the fan-out, retries and the sweeper.
+    """
 
     sid: str
     owner: str
     file: int
     index: int
-    attempt: int
+    attempt: int = Field(ge=1)
     name: str
     content_type: str
     job_type: str
     priority: int = Field(default=5, ge=1, le=10)
     source: UnitSource
+    # The session's options (prompt column, template, model …), as the processor sees them.
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def next_attempt(self) -> WorkMessage:
+        return self.model_copy(update={"attempt": self.attempt + 1})

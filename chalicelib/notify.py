@@ -1,59 +1,48 @@
-"""Completion: exactly one finisher claims the session, publishes once to SNS, records it."""
+"""Notifications (DESIGN §7): each (session, event) claimed on META, published once, recorded.
+
+The claim comes before the publish, so two callers never both publish; the only duplicate window
+is a crash between publish and record, which the sweeper's re-send closes once the claim is older
+than NOTIFY_CLAIM_S (longer than a publish can take with the SNS client's retries).
+"""
 
 from __future__ import annotations
 
+from chalicelib.budget import NOTIFY_CLAIM_S
 from chalicelib.log import logger
-from chalicelib.models import SessionStatus
+from chalicelib.models import SessionStatus, UnitStatus
 from chalicelib.services import Services
 from chalicelib.sessions import session_status
-from chalicelib.store import Item, Store, counter
-
-
-def complete_if_done(services: Services, store: Store, sid: str) -> bool:
-    """Claim completion if every file arrived and every unit is terminal; the one caller that
-    wins publishes. Won?"""
-    session = store.load_session(sid, consistent=True)
-    if session is None or not _looks_done(session):
-        return False
-    if not store.claim_completion(sid, services.clock.now()):
-        return False
-    done = store.load_session(sid, consistent=True)
-    assert done is not None, "a session that was just claimed exists"
-    publish_completion(services, store, done)
-    return True
-
-
-def _looks_done(session: Item) -> bool:
-    # A cheap read first: the claim is a transaction over every counter shard.
-    return (
-        session.get("done_at") is None
-        and int(session["files_pending"]) == 0
-        and int(session["remaining"]) == 0
-        and session["state"] != "cancelled"
-    )
+from chalicelib.store.items import NotificationItem, SessionView
 
 
 def completion_event(status: SessionStatus) -> str:
     return "session.failed" if status == SessionStatus.FAILED else "session.completed"
 
 
-def completion_message(meta: Item, status: SessionStatus) -> tuple[str, str]:
-    label = meta.get("name") or meta["sid"]
-    completed, total = int(meta[counter("completed")]), int(meta["total"])
-    not_done = total - completed
+def completion_message(view: SessionView, status: SessionStatus) -> tuple[str, str]:
+    meta = view.meta
+    label = meta.name or meta.sid
+    completed, skipped, total = (
+        view.count(UnitStatus.COMPLETED),
+        view.count(UnitStatus.SKIPPED),
+        meta.total,
+    )
+    not_done = total - completed - skipped
     subject = _sns_subject(f"chute: {label} - {status.value.replace('_', ' ')}")
     lines = [
         f"Your upload session {label} has finished: {status.value.replace('_', ' ')}.",
         "",
         f"{completed} of {total} files completed.",
     ]
+    if skipped:
+        lines.append(f"{skipped} skipped: chute does not process files of their kind.")
     if not_done:
         lines.append(
-            f"{not_done} did not (failed: {meta[counter('failed')]}, timed out: "
-            f"{meta[counter('timeout')]}, cancelled: {meta[counter('cancelled')]}); "
+            f"{not_done} did not (failed: {view.count(UnitStatus.FAILED)}, timed out: "
+            f"{view.count(UnitStatus.TIMEOUT)}, cancelled: {view.count(UnitStatus.CANCELLED)}); "
             "their error codes are listed with the session's files."
         )
-    lines += ["", f"Session id: {meta['sid']}"]
+    lines += ["", f"Session id: {meta.sid}"]
     return subject, "\n".join(lines)
 
 
@@ -64,38 +53,44 @@ def _sns_subject(text: str) -> str:
     return printable[:99]
 
 
-def publish_completion(services: Services, store: Store, meta: Item) -> None:
-    """Publish (unless the owner asked not to be told), then mark the session notified.
+def notify_completion(services: Services, sid: str) -> bool:
+    """Publish the session's completion event unless someone else has claimed it; sent?
 
-    If publishing fails the session stays notified=false, which the sweeper picks up.
+    If publishing fails the event stays unrecorded (and the session on the NOTIFY list), which
+    the sweeper picks up once the claim is stale.
     """
-    sid = str(meta["sid"])
-    status = session_status(meta)
-    now = services.clock.now()
-    if meta.get("notify_on_complete", True):
-        subject, message = completion_message(meta, status)
-        event = completion_event(status)
+    store, now = services.store, services.clock.now()
+    view = store.load_session(sid, consistent=True)
+    if view is None or view.meta.done_at is None:
+        return False
+    status = session_status(view)
+    event = completion_event(status)
+    if not store.claim_event(sid, event, now=now, stale_before=now - NOTIFY_CLAIM_S):
+        return False
+    meta = view.meta
+    if meta.notify_on_complete:
+        subject, message = completion_message(view, status)
         services.sns.publish(
             TopicArn=services.settings.topic_arn,
             Subject=subject,
             Message=message,
             MessageAttributes={
-                "user_id": {"DataType": "String", "StringValue": str(meta["owner"])},
+                "user_id": {"DataType": "String", "StringValue": meta.owner},
                 "event": {"DataType": "String", "StringValue": event},
                 "session_id": {"DataType": "String", "StringValue": sid},
             },
         )
-        store.put_item(
-            {
-                "PK": f"U#{meta['owner']}",
-                "SK": f"N#{int(now * 1000):014d}#{sid}",
-                "event": event,
-                "session_id": sid,
-                "subject": subject,
-                "message": message,
-                "created_at": now,
-                "expires_at": int(meta["expires_at"]),
-            }
+        store.put_notification(
+            NotificationItem(
+                owner=meta.owner,
+                session_id=sid,
+                event=event,
+                subject=subject,
+                message=message,
+                created_at=meta.done_at,
+                expires_at=meta.expires_at,
+            )
         )
-    store.mark_notified(sid, now)
+    store.record_event_sent(sid, event, now=services.clock.now(), completion=True)
     logger.info("session complete", extra={"session_id": sid, "status": status.value})
+    return True

@@ -12,6 +12,8 @@ from chalicelib.services import Services
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from chalicelib.store.items import SessionMeta, UnitItem
+
 SQS_BATCH = 10
 MAX_DELAY_S = 900  # SQS's largest DelaySeconds
 
@@ -21,6 +23,30 @@ def work_queue_url(services: Services, priority: int) -> str:
     if priority >= settings.high_priority_threshold:
         return settings.work_high_queue_url
     return settings.work_queue_url
+
+
+def work_message(meta: SessionMeta, unit: UnitItem, attempt: int) -> WorkMessage:
+    """The message that asks a worker for `attempt` of `unit`: the one place one is built."""
+    if unit.source is None:
+        raise ValueError(f"unit {unit.ref.ordinal} has nothing to read")
+    return WorkMessage(
+        sid=meta.sid,
+        owner=meta.owner,
+        file=unit.file,
+        index=unit.index,
+        attempt=attempt,
+        name=unit.name,
+        content_type=unit.content_type,
+        job_type=meta.job_type,
+        priority=meta.priority,
+        source=unit.source,
+        options=meta.options,
+    )
+
+
+def backoff_s(base_s: int, attempt: int) -> int:
+    """The delay before attempt `attempt + 1`: exponential, capped by SQS's largest delay."""
+    return min(base_s * (1 << max(attempt - 1, 0)), MAX_DELAY_S)
 
 
 def send_work(

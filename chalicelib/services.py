@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
 
 from chalicelib.clock import Clock, SystemClock
 from chalicelib.config import Settings
+from chalicelib.jobs import BUILT_IN, JobRegistry
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -18,15 +19,27 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
+    from chalicelib.processors.base import ClientKey
+    from chalicelib.store import Store
+
+T = TypeVar("T")
+
 
 class Services:
-    """Settings, clock and AWS clients for one process. Clients are created on first use."""
+    """Settings, clock, job types and clients for one process. Clients are created on first use."""
 
     def __init__(
-        self, settings: Settings, clock: Clock | None = None, session: boto3.Session | None = None
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        session: boto3.Session | None = None,
+        jobs: JobRegistry = BUILT_IN,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self.jobs = jobs
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
         self._session = session or boto3.Session(region_name=settings.region)
         self._config = Config(
             retries={"max_attempts": 5, "mode": "standard"},
@@ -55,6 +68,19 @@ class Services:
     @cached_property
     def sns(self) -> SNSClient:
         return self._session.client("sns", **self._client_kwargs())  # type: ignore[call-overload,no-any-return]
+
+    @cached_property
+    def store(self) -> Store:
+        from chalicelib.store import Store
+
+        return Store(self.ddb, self.settings.table)
+
+    def client(self, key: ClientKey[T]) -> T:
+        """A processor's client (a model endpoint …), built once per process."""
+        with self._clients_lock:
+            if key.name not in self._clients:
+                self._clients[key.name] = key.build(self)
+            return self._clients[key.name]  # type: ignore[no-any-return]
 
 
 _lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Sessions: creating one from a manifest, and summarising one from its META item alone."""
+"""Sessions: creating one from a manifest, and summarising one from its one-Query view."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from chalicelib.models import (
     Counts,
     CreateSessionRequest,
     CreateSessionResponse,
+    SessionState,
     SessionStatus,
     SessionSummary,
     UnitRow,
@@ -18,18 +19,8 @@ from chalicelib.models import (
 )
 from chalicelib.presign import presign_upload
 from chalicelib.services import Services
-from chalicelib.store import (
-    META_SK,
-    UPLOAD_INDEX,
-    Item,
-    Store,
-    counter,
-    declared_file_sk,
-    index_key,
-    meta_pk,
-    ordinal_of,
-    session_pk,
-)
+from chalicelib.store import Store
+from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
 
 DOCUMENT_EXTENSIONS = frozenset(
     {".zip", ".txt", ".md", ".markdown", ".csv", ".json", ".html", ".htm", ".pdf"}
@@ -103,44 +94,37 @@ def create_session(services: Services, owner: str, body: Any) -> CreateSessionRe
         for ordinal, spec in enumerate(request.files)
     ]
     ttl = int(now + settings.session_ttl_days * 86_400)
-    meta: Item = {
-        "PK": meta_pk(sid),
-        "SK": META_SK,
-        "GSI1PK": f"U#{owner}",
-        "GSI1SK": f"{int(now * 1000):014d}#{sid}",
-        "sid": sid,
-        "owner": owner,
-        "name": request.name,
-        "job_type": request.job_type,
-        "priority": request.priority,
-        "notify_on_complete": request.notify.on_complete,
-        "state": "active",
-        "files_total": len(request.files),
-        "files_pending": len(request.files),
-        "total": 0,
-        "version": 1,
-        "created_at": now,
-        "upload_deadline": now + expires_in,
-        # Listed until the sweeper, after the deadline, fails the files that never arrived.
-        "GSI2PK": UPLOAD_INDEX,
-        "GSI2SK": index_key(now + expires_in + settings.upload_grace_s, sid),
-        "expires_at": ttl,
-    }
+    meta = SessionMeta(
+        sid=sid,
+        owner=owner,
+        name=request.name,
+        job_type=request.job_type,
+        priority=request.priority,
+        notify_on_complete=request.notify.on_complete,
+        files_total=len(request.files),
+        files_pending=len(request.files),
+        created_at=now,
+        upload_deadline=now + expires_in,
+        expires_at=ttl,
+    )
     declared = [
-        {
-            "PK": session_pk(sid),
-            "SK": declared_file_sk(ordinal),
-            "name": spec.name,
-            "size": spec.size,
-            "content_type": spec.content_type,
-            "owner": owner,
-            "job_type": request.job_type,
-            "priority": request.priority,
-            "expires_at": ttl,
-        }
+        DeclaredFile(
+            sid=sid,
+            file=ordinal,
+            name=spec.name,
+            size=spec.size,
+            content_type=spec.content_type,
+            owner=owner,
+            job_type=request.job_type,
+            priority=request.priority,
+            expires_at=ttl,
+        )
         for ordinal, spec in enumerate(request.files)
     ]
-    Store(services.ddb, settings.table).put_session(meta, declared)
+    # Listed as OPEN until the sweeper, after the deadline, fails the files that never arrived.
+    services.store.put_session(
+        meta, declared, first_check=now + expires_in + settings.upload_grace_s
+    )
     return CreateSessionResponse(
         session_id=sid,
         status=SessionStatus.UPLOADING,
@@ -149,101 +133,102 @@ def create_session(services: Services, owner: str, body: Any) -> CreateSessionRe
     )
 
 
-def session_status(meta: Item) -> SessionStatus:
-    if meta["state"] == "cancelled":
+def session_status(view: SessionView) -> SessionStatus:
+    meta = view.meta
+    if meta.state == SessionState.CANCELLED:
         return SessionStatus.CANCELLED
-    if meta.get("done_at") is not None:
-        completed = int(meta[counter("completed")])
-        if completed == int(meta["total"]):
+    if meta.done_at is not None:
+        completed = view.count(UnitStatus.COMPLETED)
+        # Skipped units are not errors: nothing went wrong with them, chute just does not read
+        # their kind.
+        if completed + view.count(UnitStatus.SKIPPED) == meta.total:
             return SessionStatus.COMPLETED
         return SessionStatus.FAILED if completed == 0 else SessionStatus.COMPLETED_WITH_ERRORS
-    if meta["state"] == "paused":
+    if meta.state == SessionState.PAUSED:
         return SessionStatus.PAUSED
-    if int(meta["files_pending"]) == int(meta["files_total"]):
+    if meta.files_pending == meta.files_total:
         return SessionStatus.UPLOADING
     return SessionStatus.PROCESSING
 
 
-def eta_seconds(meta: Item, now: float) -> float | None:
+def eta_seconds(view: SessionView, now: float) -> float | None:
     """Remaining units ÷ throughput since the first unit finished; None until that is known."""
-    first, remaining = meta.get("first_done_at"), int(meta["remaining"])
-    if meta.get("done_at") is not None or remaining == 0:
-        return 0.0 if meta.get("done_at") is not None else None
-    finished = sum(int(meta[counter(s)]) for s in ("completed", "failed", "timeout"))
+    if view.meta.done_at is not None:
+        return 0.0
+    first, remaining = view.first_done_at, view.remaining
+    if remaining == 0:
+        return None
     elapsed = now - first if first is not None else 0.0
     # The first finish only starts the clock; a rate needs at least one more after it.
-    if first is None or finished < 2 or elapsed <= 0:
+    if first is None or view.finished < 2 or elapsed <= 0:
         return None
-    rate = (finished - 1) / elapsed
+    rate = (view.finished - 1) / elapsed
     return round(remaining / rate, 1)
 
 
-def summarize(meta: Item, now: float) -> SessionSummary:
-    total, remaining = int(meta["total"]), int(meta["remaining"])
-    status = session_status(meta)
-    files_pending = int(meta["files_pending"])
+def summarize(view: SessionView, now: float) -> SessionSummary:
+    meta = view.meta
+    total, remaining = meta.total, view.remaining
+    status = session_status(view)
     progress = 100.0 * (total - remaining) / total if total else 0.0
     if status not in (SessionStatus.COMPLETED, SessionStatus.COMPLETED_WITH_ERRORS) and (
-        files_pending
+        meta.files_pending
     ):
         # Files still to arrive add units we cannot count yet: never claim 100 % before they do.
         progress = min(progress, 99.0)
     return SessionSummary(
-        session_id=str(meta["sid"]),
-        name=meta.get("name"),
+        session_id=meta.sid,
+        name=meta.name,
         status=status,
-        job_type=str(meta["job_type"]),
-        priority=int(meta["priority"]),
-        files_total=int(meta["files_total"]),
-        files_received=int(meta["files_total"]) - files_pending,
+        job_type=meta.job_type,
+        priority=meta.priority,
+        files_total=meta.files_total,
+        files_received=meta.files_total - meta.files_pending,
         total=total,
-        counts=Counts(**{s.value: int(meta[counter(s)]) for s in UnitStatus}),
+        counts=Counts(**{s.value: view.count(s) for s in UnitStatus}),
         progress=round(progress, 1),
-        eta_seconds=eta_seconds(meta, now),
-        timed_out=files_pending > 0
-        and meta.get("done_at") is None
-        and now > float(meta["upload_deadline"]),
-        can_resume=meta["state"] == "paused",
-        notified=bool(meta.get("notified", False)),
-        version=int(meta["version"]),
-        created_at=float(meta["created_at"]),
-        first_done_at=meta.get("first_done_at"),
-        done_at=meta.get("done_at"),
+        eta_seconds=eta_seconds(view, now),
+        timed_out=meta.files_pending > 0 and meta.done_at is None and now > meta.upload_deadline,
+        can_resume=meta.state == SessionState.PAUSED,
+        notified=meta.notified,
+        version=view.version,
+        created_at=meta.created_at,
+        first_done_at=view.first_done_at,
+        done_at=meta.done_at,
     )
 
 
-def owned_meta(store: Store, sid: str, owner: str) -> Item:
-    """The session's META item; another user's session is as absent as a missing one."""
-    meta = store.load_session(sid) if _plausible_id(sid) else None
-    if meta is None or meta.get("owner") != owner:
+def owned_session(store: Store, sid: str, owner: str) -> SessionView:
+    """The session's view; another user's session is as absent as a missing one."""
+    view = store.load_session(sid) if _plausible_id(sid) else None
+    if view is None or view.meta.owner != owner:
         raise NotFound(f"No session {sid!r}.", code="session_not_found")
-    return meta
+    return view
 
 
 def _plausible_id(sid: str) -> bool:
     return 0 < len(sid) <= 64 and sid.isalnum()
 
 
-def unit_row(item: Item) -> UnitRow:
-    error = item.get("error")
+def unit_row(unit: UnitItem) -> UnitRow:
     return UnitRow(
-        ordinal=ordinal_of(int(item["file"]), int(item["index"])),
-        file_ordinal=int(item["file"]),
-        member_index=int(item["index"]),
-        name=str(item["name"]),
-        status=UnitStatus(item["status"]),
-        stage=item.get("stage"),
-        progress=100.0 if item["status"] == "completed" else float(item.get("progress", 0)),
-        attempt=int(item.get("attempt", 0)),
-        max_attempts=int(item.get("max_attempts", 0)),
-        retryable=bool(item.get("retryable", False)),
-        error=error if error else None,
-        size=item.get("size"),
-        started_at=item.get("started_at"),
-        finished_at=item.get("finished_at"),
-        duration_ms=item.get("duration_ms"),
-        result_key=item.get("result_key"),
-        result=item.get("result"),
+        ordinal=unit.ref.ordinal,
+        file_ordinal=unit.file,
+        member_index=unit.index,
+        name=unit.name,
+        status=unit.status,
+        stage=unit.stage,
+        progress=100.0 if unit.status == UnitStatus.COMPLETED else unit.progress,
+        attempt=unit.attempt,
+        max_attempts=unit.max_attempts,
+        retryable=unit.retryable,
+        error=unit.error,
+        size=unit.size,
+        started_at=unit.started_at,
+        finished_at=unit.finished_at,
+        duration_ms=unit.duration_ms,
+        result_key=unit.result_key,
+        result=unit.result,
     )
 
 

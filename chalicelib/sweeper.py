@@ -1,165 +1,277 @@
 """The once-a-minute sweep: whatever a crash, a lost message or a missing upload left behind.
 
-Each job reads one sparse GSI2 list (never a scan) and acts through the same conditional
-transitions as the workers, so a sweep racing a worker changes nothing twice:
+Each job reads one sparse due list (never a scan), page after page, and acts through the same
+transitions and idempotent steps as the workers, so a sweep racing a worker changes nothing twice.
+Jobs and items are independent: one that fails is logged and counted, and the sweep goes on.
 
-- uploads that never arrived, after the deadline: their files become failed units, so the session
-  finishes instead of waiting forever;
-- running units whose lease ran out long ago (their message was lost): the next attempt is
-  queued, or, attempts used up, the unit ends as timeout;
-- work messages SQS dead-lettered (every delivery crashed before the unit could be recorded):
-  a unit still pending is failed with `dead_lettered`, so the session can finish;
-- finished sessions whose notification was never recorded as sent (SNS was down): published now.
+- OPEN sessions past their upload deadline: files that never arrived become failed units; any
+  OPEN session that is due is checked for completion that no finisher claimed, and looked at again
+  later if it is still running.
+- FANOUT files claimed but never all sent (the fan-out crashed, its message is gone): finished
+  from the plan the claim recorded.
+- LEASE: running units whose lease ran out long ago (their worker and message are lost): the next
+  attempt is queued, or, attempts used up, the unit ends as timeout.
+- RETRY: units requeued whose next message never came: it is sent again.
+- dead letters: work messages SQS gave up on fail their pending unit; upload events it gave up on
+  fail their file (after one more try).
+- NOTIFY: finished sessions whose notification was never recorded as sent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import unquote_plus
 
+from chalicelib.budget import NOTIFY_CLAIM_S, RECHECK_S, STUCK_GRACE_S
+from chalicelib.completion import complete_if_done
 from chalicelib.errors import PermanentError, RetryableError
-from chalicelib.fanout import failed_unit
-from chalicelib.log import logger
-from chalicelib.models import UnitSource, UnitStatus, WorkMessage
-from chalicelib.notify import complete_if_done, publish_completion
+from chalicelib.fanout import fail_file, fan_out_object, finish_fan_out
+from chalicelib.log import log_keys, logger
+from chalicelib.models import UnitError, UnitStatus, WorkMessage
+from chalicelib.notify import notify_completion
+from chalicelib.presign import parse_upload_key
+from chalicelib.queues import send_work, work_message
 from chalicelib.services import Services
-from chalicelib.store import (
-    LEASE_INDEX,
-    META_SK,
-    NOTIFY_INDEX,
-    UPLOAD_INDEX,
-    ClaimOutcome,
-    Item,
-    Store,
-    meta_pk,
-)
-from chalicelib.worker import finish_with_error, retry_or_give_up
+from chalicelib.store import Outcome
+from chalicelib.store.codec import Item
+from chalicelib.store.items import DeclaredFile, SessionMeta, UnitItem, UnitPatch
+from chalicelib.store.keys import DueList, UnitRef, meta_key
+from chalicelib.worker import requeue
 
-# A notification is left to the worker that claimed completion for this long before the sweep
-# takes it over.
-NOTIFY_GRACE_S = 60.0
+S = UnitStatus
+DEAD_LETTER_BATCHES = 10
+# The sweep stops taking new items this long before its invocation ends.
+SWEEP_MARGIN_S = 20.0
 
 
 @dataclass
 class SweepReport:
     uploads_expired: int = 0
+    sessions_completed: int = 0
+    fanouts_finished: int = 0
     units_reset: int = 0
+    retries_resent: int = 0
     dead_letters: int = 0
+    upload_dead_letters: int = 0
     notifications_sent: int = 0
+    errors: int = 0
+    jobs_failed: list[str] = field(default_factory=list)
 
 
-def sweep(services: Services) -> SweepReport:
-    store = Store(services.ddb, services.settings.table)
+def sweep(services: Services, remaining_ms: Callable[[], int] | None = None) -> SweepReport:
     report = SweepReport()
     now = services.clock.now()
-    for meta in store.due(UPLOAD_INDEX, now):
-        report.uploads_expired += expire_missing_uploads(services, store, meta)
-    for unit in store.due(LEASE_INDEX, now - services.settings.stuck_grace_s):
-        report.units_reset += reset_stuck_unit(services, store, unit)
-    report.dead_letters = fail_dead_letters(services, store)
-    for meta in store.due(NOTIFY_INDEX, now - NOTIFY_GRACE_S):
-        session = store.load_session(str(meta["sid"]), consistent=True)
-        if session is not None:
-            publish_completion(services, store, session)
-            report.notifications_sent += 1
+
+    def out_of_time() -> bool:
+        return remaining_ms is not None and remaining_ms() / 1000 < SWEEP_MARGIN_S
+
+    jobs: list[tuple[str, Callable[[], Iterable[object]], Callable[[object], None]]] = [
+        ("open sessions", lambda: services.store.due(DueList.OPEN, now),
+         lambda i: _open_session(services, _item(i), report)),
+        ("fan-outs", lambda: services.store.due(DueList.FANOUT, now),
+         lambda i: _finish_fan_out(services, _item(i), report)),
+        ("leases", lambda: services.store.due(DueList.LEASE, now - STUCK_GRACE_S),
+         lambda i: _reset_stuck_unit(services, _item(i), report)),
+        ("retries", lambda: services.store.due(DueList.RETRY, now),
+         lambda i: _resend_retry(services, _item(i), report)),
+        ("dead letters", lambda: _dead_letters(services, _work_dlqs(services)),
+         lambda m: _fail_dead_lettered_unit(services, m, report)),
+        ("upload dead letters", lambda: _dead_letters(services, _upload_dlqs(services)),
+         lambda m: _retry_dead_lettered_upload(services, m, report)),
+        ("notifications", lambda: services.store.due(DueList.NOTIFY, now - NOTIFY_CLAIM_S),
+         lambda i: _notify(services, _item(i), report)),
+    ]  # fmt: skip
+    for name, items, handle in jobs:
+        try:
+            for item in items():
+                if out_of_time():
+                    break
+                try:
+                    handle(item)
+                except Exception:
+                    logger.exception("sweep: an item failed", extra={"job": name})
+                    report.errors += 1
+        except Exception:
+            logger.exception("sweep: a job failed", extra={"job": name})
+            report.jobs_failed.append(name)
     logger.info("sweep done", extra={"report": report.__dict__})
     return report
 
 
-def expire_missing_uploads(services: Services, store: Store, meta: Item) -> int:
-    """Fail every declared file that never arrived; the number failed."""
-    sid = str(meta["sid"])
-    expired = 0
-    if int(meta["files_pending"]) > 0 and meta["state"] != "cancelled":
-        now = services.clock.now()
-        missing = PermanentError(
-            "This file was never uploaded: its upload link expired before any bytes arrived.",
-            code="upload_missing",
+def _item(item: object) -> Item:
+    assert isinstance(item, dict)
+    return item
+
+
+def _open_session(services: Services, item: Item, report: SweepReport) -> None:
+    meta = SessionMeta.model_validate(item)
+    now = services.clock.now()
+    with log_keys(session_id=meta.sid):
+        if meta.files_pending > 0 and now > meta.upload_deadline:
+            missing = PermanentError(
+                "This file was never uploaded: its upload link expired before any bytes "
+                "arrived. Start a new session to upload it.",
+                code="upload_missing",
+            )
+            for declared in services.store.declared_files(meta.sid):
+                if declared.fanned_out_at is None and fail_file(services, meta, declared, missing):
+                    report.uploads_expired += 1
+        if complete_if_done(services, meta.sid):
+            report.sessions_completed += 1
+            return
+        services.store.reschedule(meta_key(meta.sid), DueList.OPEN, now + RECHECK_S, meta.sid)
+
+
+def _finish_fan_out(services: Services, item: Item, report: SweepReport) -> None:
+    declared = DeclaredFile.model_validate(item)
+    meta = services.store.get_meta(declared.sid)
+    if meta is None:
+        return
+    with log_keys(session_id=declared.sid, file=declared.file):
+        finish_fan_out(services, meta, declared.file)
+        report.fanouts_finished += 1
+
+
+def _reset_stuck_unit(services: Services, item: Item, report: SweepReport) -> None:
+    """Queue the next attempt of a unit whose worker and message are both gone."""
+    unit = UnitItem.model_validate(item)
+    meta = services.store.get_meta(unit.sid)
+    if meta is None or unit.source is None:
+        return
+    with log_keys(session_id=unit.sid, ordinal=unit.ref.ordinal):
+        job = services.jobs.get(meta.job_type)
+        stuck = RetryableError(
+            "Processing stopped responding and its work message was lost.", code="unit_stuck"
         )
-        for declared in store.declared_files(sid):
-            if "fanned_out_at" in declared:
-                continue
-            file = int(str(declared["SK"]).removeprefix("D#"))
-            attrs: Item = {"max_attempts": services.settings.max_attempts, "size": 0}
-            unit = failed_unit(file, 0, str(declared["name"]), missing, attrs)
-            if store.claim_file(sid, file, [unit], now):
-                store.put_units(sid, [unit], now, recovering=False)
-                store.mark_file_sent(sid, file)
-                expired += 1
-        complete_if_done(services, store, sid)
-    store.leave_index(meta_pk(sid), META_SK, UPLOAD_INDEX)
-    return expired
+        started = unit.started_at or services.clock.now()
+        if unit.attempt >= job.max_attempts:
+            now = services.clock.now()
+            patch = UnitPatch(error=UnitError.of(stuck), retryable=True)
+            moved = services.store.move(
+                unit.ref, S.RUNNING, S.TIMEOUT, attempt=unit.attempt, now=now, patch=patch,
+                expired=True,
+            )  # fmt: skip
+            if moved is Outcome.LAST_IN_SHARD:
+                complete_if_done(services, unit.sid)
+        else:
+            message = work_message(meta, unit, unit.attempt)
+            moved = requeue(services, message, unit.attempt, job, stuck, started, expired=True)
+        if moved is not Outcome.STALE:
+            report.units_reset += 1
 
 
-def reset_stuck_unit(services: Services, store: Store, unit: Item) -> int:
-    """Queue the next attempt of a unit whose worker and message are both gone; 1 if done."""
-    sid = str(unit["PK"]).removeprefix("S#")
-    meta = store.get_meta(sid)
-    if meta is None or "source" not in unit:
-        return 0
-    message = WorkMessage(
-        sid=sid,
-        owner=str(meta["owner"]),
-        file=int(unit["file"]),
-        index=int(unit["index"]),
-        attempt=int(unit["attempt"]),
-        name=str(unit["name"]),
-        content_type=str(unit.get("content_type", "application/octet-stream")),
-        job_type=str(meta["job_type"]),
-        priority=int(meta["priority"]),
-        source=UnitSource.model_validate(unit["source"]),
-    )
-    stuck = RetryableError(
-        "Processing stopped responding and its work message was lost.", code="unit_stuck"
-    )
-    started = float(unit.get("started_at", services.clock.now()))
-    finished = retry_or_give_up(
-        services, store, message, message.attempt, started, stuck, UnitStatus.TIMEOUT
-    )
-    if finished:
-        complete_if_done(services, store, sid)
-    return 1
+def _resend_retry(services: Services, item: Item, report: SweepReport) -> None:
+    """A requeued unit whose next message is overdue: its send was lost. Send it again."""
+    unit = UnitItem.model_validate(item)
+    meta = services.store.get_meta(unit.sid)
+    if meta is None or unit.source is None or unit.status != S.PENDING:
+        return
+    now = services.clock.now()
+    # Pushed back first: if the send then fails, the next sweep tries again.
+    if not services.store.reschedule(
+        unit.ref.key, DueList.RETRY, now + STUCK_GRACE_S, unit.sid, unit.ref.key["SK"]
+    ):
+        return
+    send_work(services, [work_message(meta, unit, unit.attempt + 1)], priority=meta.priority)
+    report.retries_resent += 1
 
 
-DEAD_LETTER_BATCHES = 10
-
-
-def fail_dead_letters(services: Services, store: Store) -> int:
-    """Fail the pending units whose work messages were dead-lettered; the messages handled."""
+def _work_dlqs(services: Services) -> list[str]:
     settings = services.settings
-    handled = 0
-    for url in filter(None, (settings.work_dlq_url, settings.work_high_dlq_url)):
+    return [u for u in (settings.work_dlq_url, settings.work_high_dlq_url) if u]
+
+
+def _upload_dlqs(services: Services) -> list[str]:
+    return [u for u in (services.settings.uploads_dlq_url,) if u]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue_url: str
+    receipt: str
+    body: str
+
+
+def _dead_letters(services: Services, urls: list[str]) -> Iterable[DeadLetter]:
+    """The messages waiting in dead-letter queues; each is deleted once it has been handled."""
+    for url in urls:
         for _ in range(DEAD_LETTER_BATCHES):
             batch = services.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
             messages = batch.get("Messages", [])
             for received in messages:
-                try:
-                    message = WorkMessage.model_validate_json(received["Body"])
-                except ValueError:
-                    # Not ours to interpret: it stays in the DLQ for a person, and is logged.
-                    logger.error("unreadable dead letter", extra={"body": received["Body"][:500]})
-                    continue
-                fail_dead_lettered_unit(services, store, message)
-                services.sqs.delete_message(QueueUrl=url, ReceiptHandle=received["ReceiptHandle"])
-                handled += 1
+                yield DeadLetter(url, received["ReceiptHandle"], received["Body"])
             if len(messages) < 10:
                 break
-    return handled
 
 
-def fail_dead_lettered_unit(services: Services, store: Store, message: WorkMessage) -> None:
-    unit = store.get_unit(message.sid, message.file, message.index)
+def _settle(services: Services, letter: DeadLetter) -> None:
+    services.sqs.delete_message(QueueUrl=letter.queue_url, ReceiptHandle=letter.receipt)
+
+
+def _fail_dead_lettered_unit(services: Services, letter: object, report: SweepReport) -> None:
+    assert isinstance(letter, DeadLetter)
+    try:
+        message = WorkMessage.model_validate_json(letter.body)
+    except ValueError:
+        # Not ours to interpret: it stays in the DLQ for a person, and is logged.
+        logger.error("unreadable dead letter", extra={"body": letter.body[:500]})
+        return
+    ref = UnitRef(message.sid, message.file, message.index)
+    unit = services.store.get_unit(ref)
     # A running unit is the lease sweep's; a finished one needs nothing.
-    if unit is None or unit["status"] != "pending":
+    if unit is not None and unit.status == S.PENDING:
+        problem = RetryableError(
+            "Processing this file kept failing for reasons outside the file itself; "
+            "it can be retried.",
+            code="dead_lettered",
+        )
+        patch = UnitPatch(error=UnitError.of(problem), retryable=True)
+        moved = services.store.move(
+            ref, S.PENDING, S.FAILED, attempt=unit.attempt, now=services.clock.now(), patch=patch
+        )
+        if moved is Outcome.LAST_IN_SHARD:
+            complete_if_done(services, message.sid)
+    _settle(services, letter)
+    report.dead_letters += 1
+
+
+def _retry_dead_lettered_upload(services: Services, letter: object, report: SweepReport) -> None:
+    """An upload event whose fan-out kept failing: one more try, then its file fails."""
+    assert isinstance(letter, DeadLetter)
+    records = json.loads(letter.body).get("Records", [])
+    for record in records:
+        key = unquote_plus(record["s3"]["object"]["key"])
+        try:
+            fan_out_object(services, key, int(record["s3"]["object"]["size"]))
+        except Exception:
+            logger.exception("fan-out failed again; failing the file", extra={"key": key})
+            _fail_unfannable(services, key)
+    _settle(services, letter)
+    report.upload_dead_letters += 1
+
+
+def _fail_unfannable(services: Services, key: str) -> None:
+    parsed = parse_upload_key(key)
+    if parsed is None:
         return
-    now = services.clock.now()
-    attempt = int(unit["attempt"]) + 1
-    claim = store.claim_unit(message.sid, message.file, message.index, attempt, now, now)
-    if claim.outcome is not ClaimOutcome.CLAIMED:
+    sid, file, _ = parsed
+    meta = services.store.get_meta(sid)
+    declared = services.store.get_declared_file(sid, file)
+    if meta is None or declared is None:
         return
-    problem = RetryableError(
-        "Processing this file kept failing for reasons outside the file itself; it can be retried.",
-        code="dead_lettered",
+    problem = PermanentError(
+        "This file could not be split into units: reading it kept failing. Upload it again in "
+        "a new session; if it fails again, it may be damaged.",
+        code="fanout_failed",
     )
-    message = message.model_copy(update={"attempt": attempt})
-    if finish_with_error(services, store, message, attempt, now, UnitStatus.FAILED, problem):
-        complete_if_done(services, store, message.sid)
+    if not fail_file(services, meta, declared, problem):
+        finish_fan_out(services, meta, file)
+
+
+def _notify(services: Services, item: Item, report: SweepReport) -> None:
+    sid = str(item["sid"])
+    with log_keys(session_id=sid):
+        if notify_completion(services, sid):
+            report.notifications_sent += 1

@@ -1,295 +1,250 @@
-"""The worker: claim a unit, stream its bytes to a processor, record the outcome exactly once."""
+"""The worker: claim a unit, run its job type's processor, record the outcome exactly once.
+
+Every status change is a `Store.move`; this module only decides which one. The order of the
+retry path matters: the unit goes back to `pending` (listed as RETRY) before its next message is
+sent, so the message can never find the unit still running, and a send that fails is made good by
+the sweeper.
+"""
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable
 
-from chalicelib.errors import PermanentError, RetryableError
-from chalicelib.log import logger
-from chalicelib.models import UnitStatus, WorkMessage
-from chalicelib.notify import complete_if_done
-from chalicelib.processors import ProcessorOutput, Stage, registry
-from chalicelib.queues import MAX_DELAY_S, send_work
+from chalicelib.budget import MIN_START_S, STUCK_GRACE_S, WORKER_TIMEOUT_S
+from chalicelib.completion import complete_if_done
+from chalicelib.errors import ChuteError, PermanentError, RetryableError, UnitSkipped
+from chalicelib.jobs import JobType, UnknownJobType
+from chalicelib.log import log_keys, logger
+from chalicelib.models import UnitError, UnitStatus, WorkMessage
+from chalicelib.processors import ProcessorOutput, registry
+from chalicelib.processors.base import DEFAULT_SPANS
+from chalicelib.queues import backoff_s, send_work
 from chalicelib.services import Services
-from chalicelib.store import ClaimOutcome, Finish, Item, Store, ordinal_of
-from chalicelib.zipindex import ZipMember, member_span, open_member
+from chalicelib.store import Outcome
+from chalicelib.store.items import UnitItem, UnitPatch
+from chalicelib.store.keys import UnitRef
+from chalicelib.unitrun import StaleAttemptError, TimeUpError, UnitRun
 
-# Where each stage sits on the unit's 0–100 progress scale.
-STAGE_SPANS: dict[str, tuple[float, float]] = {
-    "downloading": (0.0, 40.0),
-    "extracting": (40.0, 60.0),
-    "parsing": (60.0, 90.0),
-    "saving": (90.0, 100.0),
-}
-_CHUNK = 256 * 1024
+RemainingMs = Callable[[], int]
+
+S = UnitStatus
 
 
-class StaleAttemptError(Exception):
-    """This attempt no longer owns the unit (its lease was taken over); stop quietly."""
-
-
-class _ChunkReader(io.RawIOBase):
-    """A read-once binary stream over an iterator of byte chunks."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._buffer:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._buffer = chunk
-        size = min(len(target), len(self._buffer))
-        target[:size] = self._buffer[:size]
-        self._buffer = self._buffer[size:]
-        return size
-
-
-class WorkerContext:
-    """UnitContext for one attempt: streams the unit's bytes and coalesces progress writes."""
-
-    def __init__(
-        self, services: Services, store: Store, message: WorkMessage, attempt: int
-    ) -> None:
-        self._services = services
-        self._store = store
-        self._message = message
-        self._attempt = attempt
-        self.session_id = message.sid
-        self.ordinal = ordinal_of(message.file, message.index)
-        self.name = message.name
-        self.content_type = message.content_type
-        self.size: int | None = message.source.uncompressed_size
-        self._stage: Stage = "downloading"
-        self._fraction = 0.0
-        # The claim itself recorded "downloading" at 0 %, so the first write can wait an interval.
-        self._last_write = services.clock.now()
-
-    @property
-    def current_stage(self) -> Stage:
-        return self._stage
-
-    @property
-    def percent(self) -> float:
-        low, high = STAGE_SPANS[self._stage]
-        return low + (high - low) * self._fraction
-
-    def stage(self, name: Stage) -> None:
-        self._stage, self._fraction = name, 0.0
-        self._maybe_write()
-
-    def progress(self, fraction: float) -> None:
-        self._fraction = min(max(fraction, 0.0), 1.0)
-        self._maybe_write()
-
-    def _maybe_write(self) -> None:
-        now = self._services.clock.now()
-        if now - self._last_write < self._services.settings.progress_interval_s:
-            return
-        self._last_write = now
-        message = self._message
-        if not self._store.record_progress(
-            message.sid, message.file, message.index, self._attempt, self._stage, self.percent
-        ):
-            raise StaleAttemptError
-
-    def open(self) -> BinaryIO:
-        source = self._message.source
-        s3, bucket = self._services.s3, self._services.settings.bucket
-        if source.kind == "object":
-            body = s3.get_object(Bucket=bucket, Key=source.key)["Body"]
-            chunks: Iterator[bytes] = iter(lambda: body.read(_CHUNK), b"")
-        else:
-            member = ZipMember(
-                index=self._message.index,
-                name=self.name,
-                header_offset=source.header_offset,
-                compressed_size=source.compressed_size,
-                uncompressed_size=source.uncompressed_size,
-                method=source.method,
-                crc32=source.crc32,
-                flags=0,
-                is_dir=False,
-                encrypted=False,
-            )
-            start, end = member_span(member)
-            body = s3.get_object(Bucket=bucket, Key=source.key, Range=f"bytes={start}-{end - 1}")[
-                "Body"
-            ]
-            self.stage("extracting")
-            chunks = open_member(body, member, chunk_size=_CHUNK)  # type: ignore[arg-type]
-        return io.BufferedReader(_ChunkReader(chunks), buffer_size=_CHUNK)
-
-
-def process_message(services: Services, body: str) -> None:
+def process_message(services: Services, body: str, remaining_ms: RemainingMs | None = None) -> None:
     """One work message. Raises only for infrastructure failures, which SQS redelivers."""
     message = WorkMessage.model_validate_json(body)
-    logger.append_keys(session_id=message.sid, ordinal=ordinal_of(message.file, message.index))
-    try:
-        store = Store(services.ddb, services.settings.table)
-        if _process_unit(services, store, message):
-            complete_if_done(services, store, message.sid)
-    finally:
-        logger.remove_keys(["session_id", "ordinal"])
+    ref = UnitRef(message.sid, message.file, message.index)
+    with log_keys(session_id=message.sid, ordinal=ref.ordinal, attempt=message.attempt):
+        now = services.clock.now()
+        left_s = remaining_ms() / 1000 if remaining_ms else float(WORKER_TIMEOUT_S)
+        if left_s < MIN_START_S:
+            # Too late in this invocation to start: the message goes back for another one.
+            send_work(services, [message], priority=message.priority)
+            logger.info("handed back: the invocation is about to end", extra={"left_s": left_s})
+            return
+        if Worker(services, message, invocation_end=now + left_s).run() is Outcome.LAST_IN_SHARD:
+            complete_if_done(services, message.sid)
 
 
-def _process_unit(services: Services, store: Store, message: WorkMessage) -> bool:
-    """Run the unit; True when completion may be due (it finished its shard's last unit)."""
-    settings, clock = services.settings, services.clock
-    started = clock.now()
-    claim = store.claim_unit(
-        message.sid,
-        message.file,
-        message.index,
-        message.attempt,
-        started,
-        started + settings.lease_s,
-    )
-    if claim.outcome is ClaimOutcome.SKIP:
-        logger.info("skipping a duplicate or stale delivery", extra={"attempt": message.attempt})
-        return False
-    attempt = claim.attempt
-    if attempt > settings.max_attempts:
-        timeout = RetryableError(
-            f"Processing stopped responding {settings.max_attempts} times.", code="unit_timeout"
-        )
-        return finish_with_error(
-            services, store, message, attempt, started, UnitStatus.TIMEOUT, timeout
-        )
-    processor = registry.resolve(message.name, message.content_type)
-    context = WorkerContext(services, store, message, attempt)
-    try:
-        if processor is None:
-            raise PermanentError("No processor handles this kind of file.", code="no_processor")
-        output = processor.run(context)
-        result_key = _save_result(services, message, output)
-    except StaleAttemptError:
-        logger.info("another attempt owns this unit now; stopping")
-        return False
-    except PermanentError as problem:
-        return finish_with_error(
-            services,
-            store,
+class Worker:
+    """One delivery of one work message."""
+
+    def __init__(self, services: Services, message: WorkMessage, *, invocation_end: float) -> None:
+        self.services = services
+        self.store = services.store
+        self.message = message
+        self.ref = UnitRef(message.sid, message.file, message.index)
+        self.invocation_end = invocation_end
+
+    def run(self) -> Outcome:
+        clock, message = self.services.clock, self.message
+        try:
+            job = self.services.jobs.get(message.job_type)
+        except UnknownJobType:
+            job = None
+        processor = registry.get(job.processor) if job else None
+        started = clock.now()
+        run = UnitRun(
+            self.services,
             message,
-            attempt,
-            started,
-            UnitStatus.FAILED,
-            problem,
-            stage=context.current_stage,
+            processor.spans if processor else DEFAULT_SPANS,
+            attempt=message.attempt,
+            started=started,
+            unit_deadline=started + (job.unit_timeout_s if job else 0.0),
+            invocation_end=self.invocation_end,
         )
-    except RetryableError as problem:
-        return retry_or_give_up(
-            services, store, message, attempt, started, problem, stage=context.current_stage
+        claimed = self._claim(run, started)
+        if claimed is not Outcome.MOVED:
+            return claimed
+        if job is None or processor is None:
+            missing = PermanentError(
+                f"No processor handles job type {message.job_type!r}.", code="no_processor"
+            )
+            return self._finish(run, S.FAILED, missing)
+        if run.attempt > job.max_attempts:
+            stuck = RetryableError(
+                f"Processing stopped responding {job.max_attempts} times.", code="unit_timeout"
+            )
+            return self._finish(run, S.TIMEOUT, stuck)
+        return self._run(job, run)
+
+    def _claim(self, run: UnitRun, now: float) -> Outcome:
+        """pending → running for this message's attempt, or take over an expired lease.
+
+        MOVED when this delivery now owns the unit (run.attempt says which attempt it is)."""
+        patch = UnitPatch(
+            stage=run.current_stage, progress=0.0, started_at=now, lease_until=run.lease_until(now)
         )
-    except Exception as exc:  # a processor bug or a flaky dependency: worth another attempt
-        logger.exception("processor raised")
-        unexpected = RetryableError(
-            f"Processing failed unexpectedly ({type(exc).__name__}: {exc}).",
-            code="processor_error",
+        claim = self.store.move(
+            self.ref, S.PENDING, S.RUNNING, attempt=run.attempt - 1, now=now, patch=patch
         )
-        return retry_or_give_up(
-            services, store, message, attempt, started, unexpected, stage=context.current_stage
+        if claim is Outcome.MOVED:
+            return claim
+        unit = self.store.get_unit(self.ref)
+        if unit is None:
+            logger.warning("a message for a unit that does not exist")
+            return Outcome.STALE
+        if unit.status == S.RUNNING and (unit.lease_until or 0) < now:
+            # The worker holding this unit died (its lease ran out): this delivery takes over and
+            # it counts as a new attempt, so the dead worker's late writes fail their condition.
+            took = self.store.move(
+                self.ref, S.RUNNING, S.RUNNING, attempt=unit.attempt, now=now, patch=patch,
+                expired=True,
+            )  # fmt: skip
+            run.attempt = unit.attempt + 1
+            return took
+        return self._skip(unit)
+
+    def _skip(self, unit: UnitItem) -> Outcome:
+        """A duplicate or stale delivery: change nothing, but leave nothing hanging."""
+        logger.info("skipping a duplicate or stale delivery", extra={"status": unit.status})
+        if unit.terminal:
+            # Its finisher may have died before checking completion (or lost the claim to a
+            # conflict): the redelivery is the next chance to do it.
+            return Outcome.LAST_IN_SHARD
+        if unit.status == S.PENDING and unit.attempt == self.message.attempt:
+            # This attempt requeued the unit but its next message may never have been sent.
+            send_work(self.services, [self.message.next_attempt()], priority=self.message.priority)
+        return Outcome.STALE
+
+    def _run(self, job: JobType, run: UnitRun) -> Outcome:
+        processor = registry.get(job.processor)
+        assert processor is not None, "checked by run()"
+        try:
+            output = processor.run(run)
+            result_key = self._save_result(run, output)
+        except StaleAttemptError:
+            logger.info("another attempt owns this unit now; stopping")
+            return Outcome.STALE
+        except TimeUpError as time_up:
+            if time_up.unit_limit:
+                over = RetryableError(
+                    f"Processing took longer than the {job.unit_timeout_s:.0f} s a unit may take.",
+                    code="unit_time_limit",
+                )
+                return self._finish(run, S.TIMEOUT, over)
+            late = RetryableError(
+                "The worker ran out of time before this unit was done; it will be tried again.",
+                code="worker_time_up",
+            )
+            return self._retry(job, run, late, exhausted=S.TIMEOUT)
+        except UnitSkipped as skipped:
+            return self._finish(run, S.SKIPPED, skipped)
+        except PermanentError as problem:
+            return self._finish(run, S.FAILED, problem)
+        except RetryableError as problem:
+            return self._retry(job, run, problem)
+        except Exception as exc:  # a processor bug or a flaky dependency: worth another attempt
+            logger.exception("processor raised")
+            unexpected = RetryableError(
+                f"Processing failed unexpectedly ({type(exc).__name__}: {exc}).",
+                code="processor_error",
+            )
+            return self._retry(job, run, unexpected)
+        now = self.services.clock.now()
+        patch = UnitPatch(
+            result_key=result_key,
+            result=output.metadata,
+            stage=run.current_stage,
+            progress=100.0,
+            duration_ms=int((now - run.started) * 1000),
+            retryable=False,
         )
-    fields: Item = {
-        "result_key": result_key,
-        "result": output.metadata,
-        "stage": "saving",
-        "progress": 100,
-        "duration_ms": int((clock.now() - started) * 1000),
-        "retryable": False,
-    }
-    finished = store.finish_unit(
-        message.sid, message.file, message.index, attempt, UnitStatus.COMPLETED, clock.now(), fields
-    )
-    return finished is Finish.LAST_IN_SHARD
+        return self.store.move(
+            self.ref, S.RUNNING, S.COMPLETED, attempt=run.attempt, now=now, patch=patch
+        )
+
+    def _save_result(self, run: UnitRun, output: ProcessorOutput) -> str:
+        # The attempt is part of the key: a stale attempt finishing late writes its own object
+        # and can never overwrite the one the winning attempt recorded.
+        key = f"results/{run.session_id}/{run.ordinal}.{run.attempt}.json"
+        document = {"name": run.name, "metadata": output.metadata, **output.body}
+        self.services.s3.put_object(
+            Bucket=self.services.settings.bucket,
+            Key=key,
+            Body=json.dumps(document, ensure_ascii=False).encode(),
+            ContentType="application/json",
+        )
+        return key
+
+    def _finish(self, run: UnitRun, outcome: UnitStatus, problem: ChuteError) -> Outcome:
+        """Record the unit as failed, timed out or skipped, with why."""
+        now = self.services.clock.now()
+        logger.warning("unit did not complete", extra={"code": problem.code, "outcome": outcome})
+        patch = UnitPatch(
+            error=UnitError.of(problem),
+            retryable=isinstance(problem, RetryableError),
+            duration_ms=int((now - run.started) * 1000),
+            # Progress writes are coalesced, so the item may still show an earlier stage.
+            stage=run.current_stage,
+        )
+        return self.store.move(
+            self.ref, S.RUNNING, outcome, attempt=run.attempt, now=now, patch=patch
+        )
+
+    def _retry(
+        self, job: JobType, run: UnitRun, problem: RetryableError, exhausted: UnitStatus = S.FAILED
+    ) -> Outcome:
+        """Requeue for the next attempt with exponential backoff, then send its message; or,
+        attempts used up, finish the unit as `exhausted`."""
+        if run.attempt >= job.max_attempts:
+            return self._finish(run, exhausted, problem)
+        return requeue(self.services, self.message, run.attempt, job, problem, run.started)
 
 
-def _save_result(services: Services, message: WorkMessage, output: ProcessorOutput) -> str:
-    key = f"results/{message.sid}/{ordinal_of(message.file, message.index)}.json"
-    document = {"name": message.name, "metadata": output.metadata, **output.body}
-    services.s3.put_object(
-        Bucket=services.settings.bucket,
-        Key=key,
-        Body=json.dumps(document, ensure_ascii=False).encode(),
-        ContentType="application/json",
-    )
-    return key
-
-
-def _error_fields(
-    problem: PermanentError | RetryableError, started: float, now: float, stage: str | None
-) -> Item:
-    fields: Item = {
-        "error": {"code": problem.code, "message": problem.message, "details": problem.details},
-        "duration_ms": int((now - started) * 1000),
-    }
-    if stage is not None:
-        # Progress writes are coalesced, so the item may still show an earlier stage.
-        fields["stage"] = stage
-    return fields
-
-
-def finish_with_error(
+def requeue(
     services: Services,
-    store: Store,
     message: WorkMessage,
     attempt: int,
-    started: float,
-    outcome: UnitStatus,
-    problem: PermanentError | RetryableError,
-    *,
-    stage: str | None = None,
-) -> bool:
-    """Record the unit as failed or timed out; True when completion may be due."""
-    now = services.clock.now()
-    fields = _error_fields(problem, started, now, stage)
-    fields["retryable"] = isinstance(problem, RetryableError)
-    logger.warning("unit did not complete", extra={"code": problem.code, "outcome": outcome})
-    finished = store.finish_unit(
-        message.sid, message.file, message.index, attempt, outcome, now, fields
-    )
-    return finished is Finish.LAST_IN_SHARD
-
-
-def retry_or_give_up(
-    services: Services,
-    store: Store,
-    message: WorkMessage,
-    attempt: int,
-    started: float,
+    job: JobType,
     problem: RetryableError,
-    exhausted: UnitStatus = UnitStatus.FAILED,
+    started: float,
     *,
-    stage: str | None = None,
-) -> bool:
-    """Schedule the next attempt with exponential backoff, or, attempts used up, finish the unit
-    as `exhausted`; True when completion may be due."""
-    settings = services.settings
-    if attempt >= settings.max_attempts:
-        return finish_with_error(
-            services, store, message, attempt, started, exhausted, problem, stage=stage
-        )
-    delay = min(settings.retry_base_delay_s * 2 ** (attempt - 1), MAX_DELAY_S)
-    # Send before requeueing: if the requeue then fails, this delivery is retried and, its lease
-    # run out, taken over; the early message meanwhile finds the unit running and is dropped.
+    expired: bool = False,
+) -> Outcome:
+    """running → pending at `attempt`, listed as RETRY; then the next attempt's message.
+
+    Requeue first: a message sent first could be consumed while the unit still runs, be dropped,
+    and leave the unit pending with no message. If the send fails now, the unit is on the RETRY
+    list and the sweeper sends it when it is overdue.
+    """
+    now = services.clock.now()
+    delay = backoff_s(job.backoff_base_s, attempt)
+    patch = UnitPatch(
+        error=UnitError.of(problem),
+        retryable=True,
+        retry_delay_s=delay,
+        duration_ms=int((now - started) * 1000),
+    )
+    ref = UnitRef(message.sid, message.file, message.index)
+    moved = services.store.move(
+        ref, S.RUNNING, S.PENDING, attempt=attempt, now=now, patch=patch,
+        due=now + delay + STUCK_GRACE_S, expired=expired,
+    )  # fmt: skip
+    if moved is Outcome.STALE:
+        return moved
     retry = message.model_copy(update={"attempt": attempt + 1})
     send_work(services, [retry], priority=message.priority, delay_s=delay)
-    now = services.clock.now()
-    store.requeue_unit(
-        message.sid,
-        message.file,
-        message.index,
-        attempt,
-        now,
-        {**_error_fields(problem, started, now, None), "retry_delay_s": delay},
-    )
     logger.info("unit will be retried", extra={"code": problem.code, "delay_s": delay})
-    return False
+    return Outcome.MOVED

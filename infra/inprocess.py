@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from chalicelib.clock import Clock
 from chalicelib.config import Settings
+from chalicelib.jobs import BUILT_IN, JobRegistry
 from chalicelib.services import Services, set_services
 from infra import moto_ddb_fast, moto_sqs_fast
 from infra.dispatcher import Dispatcher, Route
@@ -29,8 +30,11 @@ TOKEN_KEY = "in-process-signing-key"
 
 
 class InProcessStack:
-    def __init__(self, clock: Clock | None = None, **settings: Any) -> None:
+    def __init__(
+        self, clock: Clock | None = None, jobs: JobRegistry = BUILT_IN, **settings: Any
+    ) -> None:
         self._clock = clock
+        self._jobs = jobs
         self._overrides = settings
         self._mock = mock_aws()
         self.app_session = boto3.Session(region_name=REGION)
@@ -44,7 +48,7 @@ class InProcessStack:
                 boto3.Session(region_name=REGION), None, LOCAL
             )
             self.settings = Settings(**{**self.info(), **self._overrides})
-            self.services = Services(self.settings, self._clock, self.app_session)
+            self.services = Services(self.settings, self._clock, self.app_session, self._jobs)
             set_services(self.services)
             self.app: ModuleType = importlib.import_module("app")
             self.sqs = boto3.Session(region_name=REGION).client("sqs")
@@ -79,6 +83,7 @@ class InProcessStack:
             "work_high_queue_url": queues[LOCAL.work_high_queue.name],
             "work_dlq_url": queues[f"{LOCAL.work_queue.name}-dlq"],
             "work_high_dlq_url": queues[f"{LOCAL.work_high_queue.name}-dlq"],
+            "uploads_dlq_url": queues[f"{LOCAL.uploads_queue.name}-dlq"],
             "token_key": TOKEN_KEY,
         }
 

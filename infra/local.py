@@ -30,6 +30,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.auth import issue_token
+from chalicelib.budget import UPLOAD_TIMEOUT_S, WORKER_TIMEOUT_S
 from chalicelib.services import set_services
 from infra.dispatcher import Dispatcher, Route
 from infra.moto_server import MotoServerProcess
@@ -52,9 +53,6 @@ CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
 }
 UPLOAD_CONCURRENCY = 2
-# Lambda timeouts as deployed: no longer than the queues' visibility timeouts allow.
-UPLOAD_TIMEOUT_S = 900
-WORKER_TIMEOUT_S = 300
 
 
 def lambda_routes(app: ModuleType, info: Mapping[str, Any], work_concurrency: int) -> list[Route]:
@@ -222,6 +220,7 @@ class LocalStack:
             "work_high_queue_url": urls[r.work_high_queue.name],
             "work_dlq_url": urls[f"{r.work_queue.name}-dlq"],
             "work_high_dlq_url": urls[f"{r.work_high_queue.name}-dlq"],
+            "uploads_dlq_url": urls[f"{r.uploads_queue.name}-dlq"],
             "outbox_queue_url": urls[r.outbox_queue.name],
             "topic_arn": provisioned.topic_arn,
             "token": issue_token(key, "dev", time.time()),
@@ -234,7 +233,7 @@ class LocalStack:
         fields are named as the keys of local.json."""
         settings = ("region", "aws_endpoint_url", "bucket", "table", "topic_arn")
         queues: tuple[str, ...] = ("uploads_queue_url", "work_queue_url", "work_high_queue_url")
-        queues += ("work_dlq_url", "work_high_dlq_url")
+        queues += ("work_dlq_url", "work_high_dlq_url", "uploads_dlq_url")
         self._set_env(
             {
                 **CREDENTIALS,

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from chalicelib.budget import UPLOADS_VISIBILITY_S, WORK_VISIBILITY_S
+
 if TYPE_CHECKING:
     from mypy_boto3_s3.literals import EventType
 
@@ -96,10 +98,11 @@ class Resources:
 
 
 def define(*, prefix: str = "chute", bucket: str = "chute-local") -> Resources:
-    uploads = QueueSpec(f"{prefix}-uploads", visibility_timeout_s=900)
-    # The worker's lease (Settings.lease_s, 300 s) must fit inside the work queues' visibility.
-    work = QueueSpec(f"{prefix}-work", visibility_timeout_s=360)
-    work_high = QueueSpec(f"{prefix}-work-high", visibility_timeout_s=360)
+    # Visibility timeouts come from the one time budget (chalicelib.budget): six times the timeout
+    # of the function that consumes the queue, as AWS advises.
+    uploads = QueueSpec(f"{prefix}-uploads", visibility_timeout_s=UPLOADS_VISIBILITY_S)
+    work = QueueSpec(f"{prefix}-work", visibility_timeout_s=WORK_VISIBILITY_S)
+    work_high = QueueSpec(f"{prefix}-work-high", visibility_timeout_s=WORK_VISIBILITY_S)
     # Locally this queue stands in for email: the stack prints what lands here.
     outbox = QueueSpec(f"{prefix}-email-outbox", max_receive_count=None)
     return Resources(

@@ -13,6 +13,7 @@ from chalice.test import Client
 
 from chalicelib.auth import issue_token
 from chalicelib.clock import FakeClock
+from chalicelib.jobs import BUILT_IN
 from infra.inprocess import TOKEN_KEY, InProcessStack
 
 
@@ -65,7 +66,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def stack(clock: FakeClock) -> Iterator[Stack]:
     with (
-        InProcessStack(clock, progress_interval_s=0, retry_base_delay_s=0) as stack,
+        InProcessStack(clock, BUILT_IN.tuned(backoff_base_s=0), progress_interval_s=0) as stack,
         Client(stack.app.app) as client,
     ):
         yield Stack(stack, client)

@@ -52,7 +52,7 @@ def test_a_zip_fans_out_to_one_unit_per_member_and_completes_with_one_email(stac
     assert names == ["docs/a.txt", "docs/b.json", "docs/c.pdf", "docs/d.csv", "notes.md"]
     pdf = files["items"][2]
     assert pdf["result"]["pages"] == 1
-    assert pdf["result_key"] == f"results/{sid}/00000-000002.json"
+    assert pdf["result_key"] == f"results/{sid}/00000-000002.1.json"
     emails = stack.emails()
     assert len(emails) == 1
     assert emails[0]["MessageAttributes"]["session_id"]["Value"] == sid

@@ -1,0 +1,21 @@
+"""Completion: exactly one caller claims a finished session, then its notification goes out."""
+
+from __future__ import annotations
+
+from chalicelib.notify import notify_completion
+from chalicelib.services import Services
+from chalicelib.store import may_be_done
+
+
+def complete_if_done(services: Services, sid: str) -> bool:
+    """Claim completion if every file arrived and every unit is terminal; the one caller that
+    wins notifies. Safe to call any number of times, from anywhere: won?"""
+    store = services.store
+    view = store.load_session(sid, consistent=True)
+    # A cheap read first: the claim is a transaction over every counter shard.
+    if view is None or not may_be_done(view):
+        return False
+    if not store.claim_completion(sid, services.clock.now()):
+        return False
+    notify_completion(services, sid)
+    return True

@@ -1,0 +1,113 @@
+"""Reads: a session in one Query, its units in input order, the due lists page by page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from chalicelib.models import UnitStatus
+from chalicelib.store.codec import Item, names_in, serialize
+from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
+from chalicelib.store.keys import (
+    DueList,
+    UnitRef,
+    declared_file_key,
+    index_key,
+    meta_key,
+    meta_pk,
+    session_pk,
+    user_pk,
+)
+from chalicelib.store.table import Table
+
+StartKey = dict[str, Any]  # a query's LastEvaluatedKey, to continue from; opaque to callers
+
+
+class Queries:
+    _table: Table
+
+    def load_session(self, sid: str, *, consistent: bool = False) -> SessionView | None:
+        """META with its counter shards summed in: one Query, O(1) in the number of units."""
+        items, _ = self._table.query(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues=serialize({":pk": meta_pk(sid)}),
+            ConsistentRead=consistent,
+        )
+        return SessionView.of(items)
+
+    def get_meta(self, sid: str) -> SessionMeta | None:
+        item = self._table.get(meta_key(sid))
+        return SessionMeta.model_validate(item) if item else None
+
+    def get_declared_file(self, sid: str, file: int) -> DeclaredFile | None:
+        item = self._table.get(declared_file_key(sid, file))
+        return DeclaredFile.model_validate(item) if item else None
+
+    def get_unit(self, ref: UnitRef) -> UnitItem | None:
+        item = self._table.get(ref.key)
+        return UnitItem.model_validate(item) if item else None
+
+    def list_sessions(
+        self, owner: str, *, limit: int, start: StartKey | None
+    ) -> tuple[list[SessionView], StartKey | None]:
+        """The owner's sessions, newest first, each with its counters summed (a Query each)."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "GSI1",
+            "KeyConditionExpression": "GSI1PK = :owner",
+            "ExpressionAttributeValues": serialize({":owner": user_pk(owner)}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        items, last = self._table.query(**kwargs)
+        views = [self.load_session(str(i["sid"])) for i in items]
+        return [v for v in views if v is not None], last
+
+    def list_units(
+        self, sid: str, *, limit: int, start: StartKey | None, status: UnitStatus | None = None
+    ) -> tuple[list[UnitItem], StartKey | None]:
+        """Units in input order; a status filter may return fewer than limit with a next key."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :f)",
+            "ExpressionAttributeValues": serialize({":pk": session_pk(sid), ":f": "F#"}),
+            "Limit": limit,
+        }
+        if status is not None:
+            kwargs["FilterExpression"] = "#status = :status"
+            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+            kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        items, last = self._table.query(**kwargs)
+        return [UnitItem.model_validate(i) for i in items], last
+
+    def units_of_file(self, sid: str, file: int) -> Iterator[UnitItem]:
+        for item in self._table.query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :f)",
+            ExpressionAttributeValues=serialize({":pk": session_pk(sid), ":f": f"F#{file:05d}#"}),
+            ConsistentRead=True,
+        ):
+            yield UnitItem.model_validate(item)
+
+    def declared_files(self, sid: str) -> list[DeclaredFile]:
+        return [
+            DeclaredFile.model_validate(i)
+            for i in self._table.query_all(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :d)",
+                ExpressionAttributeValues=serialize({":pk": session_pk(sid), ":d": "D#"}),
+                ConsistentRead=True,
+            )
+        ]
+
+    def due(self, due_list: DueList, before: float, *, max_items: int = 1000) -> Iterator[Item]:
+        """Items on a due list whose time is before `before`, oldest first, every page."""
+        return self._table.query_all(
+            max_items=max_items,
+            IndexName="GSI2",
+            KeyConditionExpression="#GSI2PK = :list AND #GSI2SK < :before",
+            ExpressionAttributeNames=names_in("#GSI2PK #GSI2SK"),
+            ExpressionAttributeValues=serialize(
+                {":list": due_list.value, ":before": index_key(before)}
+            ),
+        )

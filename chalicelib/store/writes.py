@@ -1,0 +1,65 @@
+"""Writes that change no status and no counter: creating items, marks, due-list moves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from chalicelib.store.items import DeclaredFile, NotificationItem, SessionMeta, UnitItem
+from chalicelib.store.keys import DueList, declared_file_key, index_key
+from chalicelib.store.table import Table
+
+
+class Writes:
+    _table: Table
+
+    def put_session(
+        self, meta: SessionMeta, declared: Sequence[DeclaredFile], *, first_check: float
+    ) -> None:
+        """One declared-file item per manifest entry, then the META item (must not exist yet).
+
+        META last: if a write fails half-way, no session exists that counts on files it has no
+        record of (the declared items left behind expire by TTL).
+        """
+        self._table.batch_put([d.to_item() for d in declared])
+        if not self._table.put(meta.to_item(first_check=first_check), only_new=True):
+            raise RuntimeError(f"session {meta.sid} exists already")
+
+    def put_units(self, units: Sequence[UnitItem], *, recovering: bool) -> None:
+        """Write a claimed file's unit items. Recovering from a crash between the claim and this
+        write, never overwrite one: it may be running already."""
+        if not recovering:
+            self._table.batch_put([u.to_item() for u in units])
+            return
+        for unit in units:
+            self._table.put(unit.to_item(), only_new=True)
+
+    def mark_file_sent(self, sid: str, file: int) -> None:
+        """Every unit of the file has its message: off the FANOUT list."""
+        self._table.update(
+            declared_file_key(sid, file),
+            "SET #units_sent = :true REMOVE #GSI2PK, #GSI2SK",
+            values={":true": True},
+        )
+
+    def put_notification(self, notification: NotificationItem) -> None:
+        self._table.put(notification.to_item())
+
+    def reschedule(
+        self, key: Mapping[str, str], due_list: DueList, when: float, *parts: str
+    ) -> bool:
+        """Move an item's time on a due list, unless it has left that list meanwhile."""
+        return self._table.update(
+            key,
+            "SET #GSI2SK = :when",
+            condition="#GSI2PK = :list",
+            values={":when": index_key(when, *parts), ":list": due_list.value},
+        )
+
+    def leave_list(self, key: Mapping[str, str], due_list: DueList) -> bool:
+        """Take an item off a due list, unless it has moved to another list meanwhile."""
+        return self._table.update(
+            key,
+            "REMOVE #GSI2PK, #GSI2SK",
+            condition="#GSI2PK = :list",
+            values={":list": due_list.value},
+        )

@@ -1,0 +1,150 @@
+"""Planning a file's units: a plain document is one unit, a zip one unit per member.
+
+`new_unit` is the one builder of a unit item: pending with a source to read, or already failed
+or skipped when the fan-out can tell (a damaged zip, an encrypted member, a picture).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chalicelib.errors import ChuteError, PermanentError, UnitSkipped
+from chalicelib.humanize import human_bytes
+from chalicelib.models import UnitError, UnitStatus
+from chalicelib.plans import Plan
+from chalicelib.sources import ObjectSource, UnitSource, ZipMemberSource
+from chalicelib.store.items import DeclaredFile, UnitItem
+from chalicelib.zipindex import ZipMember, read_central_directory
+
+if TYPE_CHECKING:
+    from chalicelib.services import Services
+
+
+def new_unit(
+    declared: DeclaredFile,
+    index: int,
+    name: str,
+    now: float,
+    *,
+    source: UnitSource | None = None,
+    problem: ChuteError | None = None,
+    size: int | None = None,
+    content_type: str | None = None,
+    archive: str | None = None,
+    max_attempts: int = 3,
+) -> UnitItem:
+    """A unit as the fan-out creates it: pending with a source, or ended by `problem`."""
+    status = UnitStatus.PENDING
+    if problem is not None:
+        status = UnitStatus.SKIPPED if isinstance(problem, UnitSkipped) else UnitStatus.FAILED
+    return UnitItem(
+        sid=declared.sid,
+        file=declared.file,
+        index=index,
+        name=name,
+        status=status,
+        max_attempts=max_attempts,
+        content_type=content_type or declared.content_type,
+        size=size,
+        archive=archive,
+        source=source if problem is None else None,
+        error=UnitError.of(problem) if problem is not None else None,
+        created_at=now,
+        finished_at=now if problem is not None else None,
+        expires_at=declared.expires_at,
+    )
+
+
+def plan_object(services: Services, key: str, size: int, name: str, declared: DeclaredFile) -> Plan:
+    now = services.clock.now()
+    max_attempts = services.jobs.get(declared.job_type).max_attempts
+
+    def whole_file(problem: ChuteError | None = None) -> Plan:
+        source = ObjectSource(key=key, size=size)
+        unit = new_unit(
+            declared, 0, name, now, source=source, problem=problem, size=size,
+            max_attempts=max_attempts,
+        )  # fmt: skip
+        return Plan(units=[unit])
+
+    if name != declared.name or size != declared.size:
+        return whole_file(
+            PermanentError(
+                f"The uploaded file does not match the manifest: expected {declared.name!r} of "
+                f"{human_bytes(declared.size)}, received {name!r} of {human_bytes(size)}.",
+                code="upload_mismatch",
+                details={"expected_size": declared.size, "received_size": size},
+            )
+        )
+    if not name.lower().endswith(".zip"):
+        return whole_file()
+    try:
+        members = [
+            m
+            for m in read_central_directory(size, lambda a, b: _read_range(services, key, a, b))
+            if not m.is_dir
+        ]
+    except PermanentError as problem:
+        return whole_file(problem)
+    if not members:
+        return whole_file(PermanentError("The zip archive holds no files.", code="zip_empty"))
+    limit = services.settings.max_units_per_file
+    if len(members) > limit:
+        return whole_file(
+            PermanentError(
+                f"The zip archive holds {len(members):,} files; the limit is {limit:,}. "
+                "Split it into smaller archives.",
+                code="zip_too_many_members",
+            )
+        )
+    return Plan(
+        units=[
+            _member_unit(services, key, declared, i, m, now, max_attempts)
+            for i, m in enumerate(members)
+        ]
+    )
+
+
+def _member_unit(
+    services: Services,
+    key: str,
+    declared: DeclaredFile,
+    index: int,
+    member: ZipMember,
+    now: float,
+    max_attempts: int,
+) -> UnitItem:
+    problem: PermanentError | None = None
+    if member.encrypted:
+        problem = PermanentError("This file is encrypted inside the zip.", code="zip_encrypted")
+    elif member.method not in (0, 8):
+        problem = PermanentError(
+            f"This file uses zip compression method {member.method}; only stored and deflate "
+            "are supported.",
+            code="zip_unsupported_method",
+        )
+    elif member.uncompressed_size > services.settings.max_member_bytes:
+        problem = PermanentError(
+            f"This file is {human_bytes(member.uncompressed_size)} uncompressed; the limit is "
+            f"{human_bytes(services.settings.max_member_bytes)}.",
+            code="member_too_large",
+        )
+    return new_unit(
+        declared,
+        index,
+        member.name,
+        now,
+        source=ZipMemberSource.of(key, member),
+        problem=problem,
+        size=member.uncompressed_size,
+        content_type="application/octet-stream",
+        archive=declared.name,
+        max_attempts=max_attempts,
+    )
+
+
+def _read_range(services: Services, key: str, start: int, end: int) -> bytes:
+    response = services.s3.get_object(
+        Bucket=services.settings.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+    )
+    return response["Body"].read()
