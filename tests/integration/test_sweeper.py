@@ -7,16 +7,33 @@ import json
 import requests
 
 from chalicelib.clock import FakeClock
-from chalicelib.store import Store
+from chalicelib.models import UnitStatus
+from chalicelib.store import Outcome
+from chalicelib.store.items import UnitPatch
+from chalicelib.store.keys import UnitRef
 from chalicelib.sweeper import sweep
 from tests.integration.conftest import Stack
 
 HOUR = 3600.0
+S = UnitStatus
 
 
-def store_of(stack: Stack) -> Store:
-    services = stack.stack.services
-    return Store(services.ddb, services.settings.table)
+def claim(stack: Stack, sid: str, attempt: int, *, lease_s: float = 300.0) -> None:
+    """What a worker's claim does, for a worker that then dies."""
+    now = stack.stack.services.clock.now()
+    patch = UnitPatch(started_at=now, lease_until=now + lease_s)
+    moved = stack.stack.services.store.move(
+        UnitRef(sid, 0, 0), S.PENDING, S.RUNNING, attempt=attempt - 1, now=now, patch=patch
+    )
+    assert moved is Outcome.MOVED
+
+
+def requeue(stack: Stack, sid: str, attempt: int) -> None:
+    now = stack.stack.services.clock.now()
+    moved = stack.stack.services.store.move(
+        UnitRef(sid, 0, 0), S.RUNNING, S.PENDING, attempt=attempt, now=now, due=now + 3 * HOUR
+    )
+    assert moved is Outcome.MOVED
 
 
 def test_files_never_uploaded_fail_after_the_deadline_and_the_session_finishes(
@@ -54,7 +71,7 @@ def test_a_unit_whose_worker_and_message_were_lost_is_retried(
     (lost,) = sqs.receive_message(QueueUrl=url)["Messages"]
     sqs.delete_message(QueueUrl=url, ReceiptHandle=lost["ReceiptHandle"])
     # The worker claimed the unit, then died together with its message.
-    store_of(stack).claim_unit(sid, 0, 0, 1, clock.now(), clock.now() + 300)
+    claim(stack, sid, 1)
 
     clock.advance(300 + 60)
     assert sweep(stack.stack.services).units_reset == 0
@@ -74,12 +91,10 @@ def test_a_unit_stuck_on_its_last_attempt_ends_as_timeout(stack: Stack, clock: F
     sqs, url = stack.stack.sqs, stack.stack.settings.work_queue_url
     (lost,) = sqs.receive_message(QueueUrl=url)["Messages"]
     sqs.delete_message(QueueUrl=url, ReceiptHandle=lost["ReceiptHandle"])
-    store = store_of(stack)
-    store.claim_unit(sid, 0, 0, 1, clock.now(), clock.now() + 300)
-    store.requeue_unit(sid, 0, 0, 1, clock.now(), {})
-    store.claim_unit(sid, 0, 0, 2, clock.now(), clock.now() + 300)
-    store.requeue_unit(sid, 0, 0, 2, clock.now(), {})
-    store.claim_unit(sid, 0, 0, 3, clock.now(), clock.now() + 300)
+    for attempt in (1, 2):
+        claim(stack, sid, attempt)
+        requeue(stack, sid, attempt)
+    claim(stack, sid, 3)
 
     clock.advance(HOUR)
     sweep(stack.stack.services)
@@ -103,9 +118,10 @@ def test_a_notification_that_could_not_be_sent_is_sent_by_the_sweep(
     _, before = stack.get(f"/sessions/{sid}")
     settings.topic_arn = topic
 
-    clock.advance(30)
-    too_early = sweep(stack.stack.services)
+    # The claim of the failed publish is left alone while its publisher might still be retrying.
     clock.advance(60)
+    too_early = sweep(stack.stack.services)
+    clock.advance(70)
     report = sweep(stack.stack.services)
 
     assert before["status"] == "completed"

@@ -4,36 +4,58 @@ from __future__ import annotations
 
 import threading
 
-from chalicelib.models import UnitStatus
-from chalicelib.store import COUNTER_SHARDS, ClaimOutcome, Finish, Store, counter, shard_of
-from tests.factories import declared_item, meta_item, pending_units, session_with_units
+import pytest
+from pydantic import ValidationError
 
+from chalicelib.models import TERMINAL_UNIT_STATUSES, UnitStatus
+from chalicelib.store import Outcome, Store
+from chalicelib.store.items import UnitPatch, counter
+from chalicelib.store.keys import COUNTER_SHARDS, UnitRef, shard_of
+from chalicelib.store.transitions import MOVES, counter_deltas
+from tests.factories import claim, declared, meta, pending_units, session_with_units
+from tests.faults import inject_conflicts
+
+S = UnitStatus
 LEASE = 300.0
 
 
 def counts(store: Store, sid: str) -> dict[str, int]:
-    meta = store.load_session(sid, consistent=True)
-    assert meta is not None
-    keys = ["total", "remaining", "files_pending", *(counter(s) for s in UnitStatus)]
-    return {k: int(meta[k]) for k in keys if meta[k]}
+    view = store.load_session(sid, consistent=True)
+    assert view is not None
+    found = {"total": view.meta.total, "remaining": view.remaining}
+    found["files_pending"] = view.meta.files_pending
+    found |= {counter(s): view.count(s) for s in UnitStatus}
+    return {k: v for k, v in found.items() if v}
+
+
+def unit(index: int, sid: str = "s1") -> UnitRef:
+    return UnitRef(sid, 0, index)
+
+
+def claim_unit(store: Store, index: int, attempt: int = 1, now: float = 1000.0) -> Outcome:
+    patch = UnitPatch(started_at=now, lease_until=now + LEASE, stage="downloading", progress=0)
+    return store.move(unit(index), S.PENDING, S.RUNNING, attempt=attempt - 1, now=now, patch=patch)
+
+
+def finish(store: Store, index: int, to: UnitStatus = S.COMPLETED, attempt: int = 1) -> Outcome:
+    return store.move(unit(index), S.RUNNING, to, attempt=attempt, now=1001.0)
 
 
 def test_claiming_a_file_twice_counts_its_units_once(store: Store) -> None:
-    store.put_session(meta_item("s1"), [declared_item("s1", 0)])
-    units = pending_units(0, 3)
+    store.put_session(meta("s1"), [declared("s1", 0)], first_check=2000.0)
+    units = pending_units("s1", 0, 3)
 
-    assert store.claim_file("s1", 0, units, 1000.0)
-    assert not store.claim_file("s1", 0, units, 1001.0)
+    assert claim(store, "s1", 0, units)
+    assert not claim(store, "s1", 0, units, 1001.0)
 
     assert counts(store, "s1") == {"total": 3, "remaining": 3, "n_pending": 3}
 
 
 def test_a_file_that_failed_at_fan_out_counts_as_failed_and_not_remaining(store: Store) -> None:
-    store.put_session(meta_item("s1"), [declared_item("s1", 0)])
-    bad = pending_units(0, 1)[0]
-    failed = type(bad)(bad.file, bad.index, bad.name, UnitStatus.FAILED, {"error": {"code": "x"}})
+    store.put_session(meta("s1"), [declared("s1", 0)], first_check=2000.0)
+    failed = pending_units("s1", 0, 1)[0].model_copy(update={"status": S.FAILED})
 
-    assert store.claim_file("s1", 0, [failed], 1000.0)
+    assert claim(store, "s1", 0, [failed])
 
     assert counts(store, "s1") == {"total": 1, "n_failed": 1}
 
@@ -41,23 +63,18 @@ def test_a_file_that_failed_at_fan_out_counts_as_failed_and_not_remaining(store:
 def test_a_duplicate_delivery_of_a_claimed_unit_changes_nothing(store: Store) -> None:
     session_with_units(store, "s1", 2)
 
-    first = store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
-    again = store.claim_unit("s1", 0, 0, 1, 1001.0, 1001.0 + LEASE)
+    assert claim_unit(store, 0) is Outcome.MOVED
+    assert claim_unit(store, 0, now=1001.0) is Outcome.STALE
 
-    assert first.outcome is ClaimOutcome.CLAIMED
-    assert again.outcome is ClaimOutcome.SKIP
     assert counts(store, "s1") == {"total": 2, "remaining": 2, "n_pending": 1, "n_running": 1}
 
 
 def test_finishing_a_unit_twice_counts_it_once(store: Store) -> None:
     session_with_units(store, "s1", 2)
-    store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
+    claim_unit(store, 0)
 
-    first = store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1001.0, {"progress": 100})
-    again = store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1002.0, {"progress": 100})
-
-    assert first is not Finish.STALE
-    assert again is Finish.STALE
+    assert finish(store, 0) is not Outcome.STALE
+    assert finish(store, 0) is Outcome.STALE
 
     assert counts(store, "s1") == {
         "total": 2,
@@ -67,106 +84,128 @@ def test_finishing_a_unit_twice_counts_it_once(store: Store) -> None:
     }
 
 
-def test_a_delivery_for_a_finished_unit_is_skipped(store: Store) -> None:
-    session_with_units(store, "s1", 1)
-    store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
-    store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1001.0, {})
-
-    late = store.claim_unit("s1", 0, 0, 1, 5000.0, 5000.0 + LEASE)
-
-    assert late.outcome is ClaimOutcome.SKIP
-    assert counts(store, "s1") == {"total": 1, "n_completed": 1}
-
-
 def test_an_expired_lease_is_taken_over_and_the_stale_attempt_cannot_finish(store: Store) -> None:
     session_with_units(store, "s1", 1)
-    store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
+    claim_unit(store, 0)
+    later = UnitPatch(lease_until=2000.0 + LEASE)
 
-    live = store.claim_unit("s1", 0, 0, 1, 1100.0, 1100.0 + LEASE)
-    takeover = store.claim_unit("s1", 0, 0, 1, 1000.0 + LEASE + 1, 2000.0 + LEASE)
+    live = store.move(
+        unit(0), S.RUNNING, S.RUNNING, attempt=1, now=1100.0, patch=later, expired=True
+    )
+    takeover = store.move(
+        unit(0), S.RUNNING, S.RUNNING, attempt=1, now=1000.0 + LEASE + 1, patch=later, expired=True
+    )
 
-    assert live.outcome is ClaimOutcome.SKIP
-    assert takeover.outcome is ClaimOutcome.TAKEN_OVER
-    assert takeover.attempt == 2
-    assert not store.record_progress("s1", 0, 0, 1, "parsing", 50.0)
-    assert store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1400.0, {}) is Finish.STALE
-    assert store.finish_unit("s1", 0, 0, 2, UnitStatus.FAILED, 1401.0, {}) is not Finish.STALE
+    assert live is Outcome.STALE
+    assert takeover is Outcome.MOVED
+    taken = store.get_unit(unit(0))
+    assert taken is not None
+    assert taken.attempt == 2
+    heartbeat = UnitPatch(stage="parsing", progress=50.0)
+    assert store.move(unit(0), S.RUNNING, S.RUNNING, attempt=1, now=1400.0, patch=heartbeat) is (
+        Outcome.STALE
+    )
+    assert finish(store, 0, attempt=1) is Outcome.STALE
+    assert finish(store, 0, S.FAILED, attempt=2) is not Outcome.STALE
     assert counts(store, "s1") == {"total": 1, "n_failed": 1}
 
 
 def test_a_requeued_unit_is_claimed_by_the_next_attempt_only(store: Store) -> None:
     session_with_units(store, "s1", 1)
-    store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
+    claim_unit(store, 0)
+    flaky = UnitPatch.model_validate({"error": {"code": "flaky", "message": "try again"}})
 
-    assert store.requeue_unit("s1", 0, 0, 1, 1001.0, {"error": {"code": "flaky"}})
-    stale = store.claim_unit("s1", 0, 0, 1, 1002.0, 1002.0 + LEASE)
-    retry = store.claim_unit("s1", 0, 0, 2, 1003.0, 1003.0 + LEASE)
+    requeued = store.move(
+        unit(0), S.RUNNING, S.PENDING, attempt=1, now=1001.0, patch=flaky, due=1200.0
+    )
+    stale = claim_unit(store, 0, attempt=1, now=1002.0)
+    retry = claim_unit(store, 0, attempt=2, now=1003.0)
 
-    assert stale.outcome is ClaimOutcome.SKIP
-    assert retry.outcome is ClaimOutcome.CLAIMED
+    assert (requeued, stale, retry) == (Outcome.MOVED, Outcome.STALE, Outcome.MOVED)
     assert counts(store, "s1") == {"total": 1, "remaining": 1, "n_running": 1}
-    unit = store.get_unit("s1", 0, 0)
-    assert unit is not None
-    assert unit["attempt"] == 2
-    assert "error" not in unit
+    again = store.get_unit(unit(0))
+    assert again is not None
+    assert (again.attempt, again.error) == (2, None)
 
 
 def test_completion_waits_for_files_that_have_not_arrived(store: Store) -> None:
-    store.put_session(meta_item("s1", files=2), [declared_item("s1", 0), declared_item("s1", 1)])
-    units = pending_units(0, 1)
-    store.claim_file("s1", 0, units, 1000.0)
-    store.put_units("s1", units, 1000.0, recovering=False)
-    store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
-    store.finish_unit("s1", 0, 0, 1, UnitStatus.COMPLETED, 1001.0, {})
+    store.put_session(meta("s1", files=2), [declared("s1", 0), declared("s1", 1)], first_check=2e3)
+    units = pending_units("s1", 0, 1)
+    claim(store, "s1", 0, units)
+    store.put_units(units, recovering=False)
+    claim_unit(store, 0)
+    finish(store, 0)
 
     assert not store.claim_completion("s1", 1002.0)
+
+
+def finish_all_concurrently(store: Store, units: int) -> list[int]:
+    winners: list[int] = []
+    start = threading.Barrier(units)
+
+    def run(index: int) -> None:
+        start.wait()
+        finish(store, index)
+        if store.claim_completion("s1", 1002.0):
+            winners.append(index)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(units)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return winners
 
 
 def test_exactly_one_of_many_concurrent_finishers_claims_completion(store: Store) -> None:
     units = 24
     session_with_units(store, "s1", units)
     for index in range(units):
-        store.claim_unit("s1", 0, index, 1, 1000.0, 1000.0 + LEASE)
-    winners: list[int] = []
-    start = threading.Barrier(units)
+        claim_unit(store, index)
 
-    def finish(index: int) -> None:
-        start.wait()
-        store.finish_unit("s1", 0, index, 1, UnitStatus.COMPLETED, 1001.0, {})
-        if store.claim_completion("s1", 1002.0):
-            winners.append(index)
-
-    threads = [threading.Thread(target=finish, args=(i,)) for i in range(units)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert len(winners) == 1
+    assert len(finish_all_concurrently(store, units)) == 1
     assert counts(store, "s1") == {"total": units, "n_completed": units}
     assert not store.claim_completion("s1", 1003.0)
 
 
-def test_recovering_fan_out_never_overwrites_a_unit_already_in_progress(store: Store) -> None:
-    session_with_units(store, "s1", 2)
-    store.claim_unit("s1", 0, 0, 1, 1000.0, 1000.0 + LEASE)
+def test_concurrent_finishers_still_count_once_and_complete_once_under_conflicts(
+    store: Store,
+) -> None:
+    """AWS cancels a transaction that meets another on an item (TransactionConflict), and
+    botocore does not retry it: the store must, or a finisher's count or claim is lost."""
+    units = 24
+    session_with_units(store, "s1", units)
+    for index in range(units):
+        claim_unit(store, index)
+    injected = inject_conflicts(store._table.ddb, rate=0.4, seed=3)
 
-    store.put_units("s1", pending_units(0, 2), 1001.0, recovering=True)
+    winners = finish_all_concurrently(store, units)
 
-    unit = store.get_unit("s1", 0, 0)
-    assert unit is not None
-    assert unit["status"] == "running"
+    assert injected.count >= 10
+    assert len(winners) == 1
+    assert counts(store, "s1") == {"total": units, "n_completed": units}
+
+
+def test_a_transaction_cancelled_by_conflicts_every_time_reaches_the_caller(store: Store) -> None:
+    session_with_units(store, "s1", 1)
+    claim_unit(store, 0)
+    inject_conflicts(store._table.ddb)
+
+    with pytest.raises(Exception, match="TransactionConflict"):
+        finish(store, 0)
+
+    assert counts(store, "s1") == {"total": 1, "remaining": 1, "n_running": 1}
 
 
 def test_completion_is_refused_while_any_shard_has_units_left(store: Store) -> None:
     session_with_units(store, "s1", 40)
     for index in range(39):
-        store.claim_unit("s1", 0, index, 1, 1000.0, 1000.0 + LEASE)
-        store.finish_unit("s1", 0, index, 1, UnitStatus.COMPLETED, 1001.0, {})
+        claim_unit(store, index)
+        finish(store, index)
 
     assert not store.claim_completion("s1", 1002.0)
-    store.claim_unit("s1", 0, 39, 1, 1000.0, 1000.0 + LEASE)
-    store.finish_unit("s1", 0, 39, 1, UnitStatus.FAILED, 1003.0, {})
+    claim_unit(store, 39)
+    finish(store, 39, S.FAILED)
     assert store.claim_completion("s1", 1004.0)
 
 
@@ -175,11 +214,9 @@ def test_the_last_unit_of_each_shard_and_only_it_is_reported_as_last(store: Stor
     session_with_units(store, "s1", units)
     last_seen: dict[int, int] = {}
     for index in range(units):
-        store.claim_unit("s1", 0, index, 1, 1000.0, 1000.0 + LEASE)
+        claim_unit(store, index)
     for index in range(units):
-        if store.finish_unit("s1", 0, index, 1, UnitStatus.COMPLETED, 1001.0, {}) is (
-            Finish.LAST_IN_SHARD
-        ):
+        if finish(store, index) is Outcome.LAST_IN_SHARD:
             last_seen[shard_of(0, index)] = index
 
     used = {shard_of(0, i) for i in range(units)}
@@ -194,11 +231,58 @@ def test_the_last_unit_of_each_shard_and_only_it_is_reported_as_last(store: Stor
 def test_a_status_read_sums_the_counter_shards(store: Store) -> None:
     session_with_units(store, "s1", 50)
     for index in range(10):
-        store.claim_unit("s1", 0, index, 1, 1000.0 + index, 1300.0)
-        store.finish_unit("s1", 0, index, 1, UnitStatus.COMPLETED, 1000.0 + index, {})
+        claim_unit(store, index, now=1000.0 + index)
+        store.move(unit(index), S.RUNNING, S.COMPLETED, attempt=1, now=1000.0 + index)
 
-    session = store.load_session("s1")
+    view = store.load_session("s1")
 
-    assert session is not None
-    assert (session["n_completed"], session["n_pending"], session["remaining"]) == (10, 40, 40)
-    assert (session["first_done_at"], session["last_done_at"]) == (1000.0, 1009.0)
+    assert view is not None
+    assert (view.count(S.COMPLETED), view.count(S.PENDING), view.remaining) == (10, 40, 40)
+    assert (view.first_done_at, view.last_done_at) == (1000.0, 1009.0)
+
+
+@pytest.mark.parametrize(("from_", "to"), sorted(MOVES))
+def test_every_move_keeps_the_counts_adding_up_to_the_total(
+    from_: UnitStatus, to: UnitStatus
+) -> None:
+    deltas = counter_deltas(from_, to)
+
+    assert sum(v for k, v in deltas.items() if k.startswith("n_")) == 0
+    ends, reopens = to in TERMINAL_UNIT_STATUSES, from_ in TERMINAL_UNIT_STATUSES
+    assert deltas.get("remaining", 0) == (
+        -1 if ends and not reopens else 1 if reopens and not ends else 0
+    )
+
+
+def test_a_unit_walks_every_kind_of_move_and_is_counted_once_at_each_step(store: Store) -> None:
+    session_with_units(store, "s1", 1)
+    ref, lease = unit(0), UnitPatch(lease_until=5000.0)
+    path = [
+        (S.PENDING, S.PAUSED, 0, {}),
+        (S.PAUSED, S.PENDING, 0, {"due": 1100.0}),
+        (S.PENDING, S.RUNNING, 0, {"patch": lease}),
+        (S.RUNNING, S.FAILED, 1, {}),
+        (S.FAILED, S.PENDING, 1, {"due": 1100.0}),
+        (S.PENDING, S.CANCELLED, 0, {}),
+    ]
+    seen = []
+    for from_, to, attempt, extra in path:
+        assert store.move(ref, from_, to, attempt=attempt, now=1000.0, **extra) is not Outcome.STALE
+        seen.append(counts(store, "s1"))
+
+    assert [c.get("remaining", 0) for c in seen] == [1, 1, 1, 0, 1, 0]
+    assert [next(k for k in c if k.startswith("n_")) for c in seen] == [
+        "n_paused", "n_pending", "n_running", "n_failed", "n_pending", "n_cancelled",
+    ]  # fmt: skip
+    assert all(sum(v for k, v in c.items() if k.startswith("n_")) == 1 for c in seen)
+
+
+def test_a_move_that_is_not_in_the_table_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="no move from completed to running"):
+        store.move(unit(0), S.COMPLETED, S.RUNNING, attempt=1, now=1000.0)
+
+
+@pytest.mark.parametrize("field", ["status", "attempt"])
+def test_a_patch_cannot_set_the_status_or_the_attempt(field: str) -> None:
+    with pytest.raises(ValidationError):
+        UnitPatch.model_validate({field: 2})

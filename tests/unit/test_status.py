@@ -1,4 +1,4 @@
-"""Session status, progress and ETA come from the META item alone."""
+"""Session status, progress and ETA come from the one-Query session view alone."""
 
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ import pytest
 from chalicelib.models import SessionStatus, UnitStatus
 from chalicelib.notify import completion_message
 from chalicelib.sessions import eta_seconds, session_status, summarize
-from chalicelib.store import Item, counter
-from tests.factories import meta_item
+from chalicelib.store.items import SessionView
+from tests.factories import meta as meta_of
 
 
-def meta(**changes: object) -> Item:
-    """A session as Store.load_session returns it: META with the counter shards summed in."""
-    item = meta_item("s1", files=2, now=1000.0)
-    item.update({"remaining": 0, **{counter(s): 0 for s in UnitStatus}})
-    item.update(changes)
-    return item
+def meta(**changes: object) -> SessionView:
+    """A session as Store.load_session returns it: META with the counter shards summed."""
+    counts = {s: int(changes.pop(f"n_{s.value}", 0)) for s in UnitStatus}  # type: ignore[call-overload]
+    view = {k: changes.pop(k, None) for k in ("remaining", "first_done_at")}
+    base = meta_of("s1", files=2, now=1000.0)
+    return SessionView(
+        meta=base.model_copy(update=changes),
+        counts=counts,
+        remaining=int(view["remaining"] or 0),  # type: ignore[call-overload]
+        version=1,
+        first_done_at=view["first_done_at"],  # type: ignore[arg-type]
+        last_done_at=None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -32,6 +39,11 @@ def meta(**changes: object) -> Item:
             SessionStatus.COMPLETED_WITH_ERRORS,
         ),
         ({"done_at": 9.0, "total": 3, "n_failed": 3}, SessionStatus.FAILED),
+        ({"done_at": 9.0, "total": 3, "n_completed": 2, "n_skipped": 1}, SessionStatus.COMPLETED),
+        (
+            {"done_at": 9.0, "total": 3, "n_completed": 1, "n_skipped": 1, "n_failed": 1},
+            SessionStatus.COMPLETED_WITH_ERRORS,
+        ),
     ],
 )
 def test_status_is_derived_from_state_counters_and_done_at(
@@ -95,3 +107,13 @@ def test_the_email_subject_is_what_sns_accepts_whatever_the_session_name() -> No
     assert all(" " <= c <= "~" for c in subject)
     assert subject.startswith("chute: Rapport ?t?")
     assert "1 of 1 files completed." in message
+
+
+def test_the_email_says_how_many_were_skipped_apart_from_failures() -> None:
+    view = meta(done_at=2.0, total=4, n_completed=2, n_skipped=1, n_failed=1)
+
+    _, message = completion_message(view, session_status(view))
+
+    assert "2 of 4 files completed." in message
+    assert "1 skipped: chute does not process files of their kind." in message
+    assert "1 did not (failed: 1, timed out: 0, cancelled: 0)" in message

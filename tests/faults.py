@@ -1,0 +1,87 @@
+"""Faults AWS has and the in-process moto does not: transaction conflicts, failing calls.
+
+moto runs every DynamoDB call under one lock, so the TransactionConflict that AWS raises when two
+transactions touch one item at once never happens in tests. These hooks make botocore answer an
+operation with the error instead of sending it, as AWS would.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from botocore.client import BaseClient
+
+
+@dataclass
+class Injected:
+    """How many calls were answered with the fault."""
+
+    count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _conflict(items: int) -> dict[str, Any]:
+    return {
+        "Error": {
+            "Code": "TransactionCanceledException",
+            "Message": "Transaction cancelled, please refer cancellation reasons for specific "
+            "reasons [TransactionConflict]",
+        },
+        "CancellationReasons": [
+            {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+        ]
+        + [{"Code": "None"}] * (items - 1),
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+
+
+def inject_conflicts(
+    client: BaseClient,
+    *,
+    rate: float = 1.0,
+    seed: int = 7,
+    when: Callable[[dict[str, Any]], bool] = lambda _params: True,
+    limit: int | None = None,
+) -> Injected:
+    """Cancel TransactWriteItems calls (those `when` picks) with TransactionConflict at `rate`,
+    at most `limit` times."""
+    rng = random.Random(seed)
+    injected = Injected()
+
+    def answer(params: dict[str, Any], **_kwargs: Any) -> tuple[Any, dict[str, Any]] | None:
+        # `params` is the serialized request: its body is the operation's JSON.
+        request = json.loads(params["body"])
+        with injected.lock:
+            if limit is not None and injected.count >= limit:
+                return None
+            if not when(request) or rng.random() >= rate:
+                return None
+            injected.count += 1
+        http = SimpleNamespace(status_code=400, headers={})
+        return http, _conflict(len(request["TransactItems"]))
+
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", answer)
+    return injected
+
+
+def fail_calls(
+    client: BaseClient, event: str, *, times: int = 1, error: type[Exception] = RuntimeError
+) -> Injected:
+    """Make the next `times` calls of `event` (e.g. "before-call.sqs.SendMessageBatch") raise."""
+    injected = Injected()
+
+    def boom(**_kwargs: Any) -> None:
+        with injected.lock:
+            if injected.count >= times:
+                return
+            injected.count += 1
+        raise error(f"injected failure of {event}")
+
+    client.meta.events.register(event, boom)
+    return injected
