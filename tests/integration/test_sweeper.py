@@ -6,16 +6,22 @@ import json
 
 import requests
 
+from chalicelib.budget import FANOUT_GRACE_S, NOTIFY_CLAIM_S, RECHECK_S
 from chalicelib.clock import FakeClock
 from chalicelib.models import UnitStatus
 from chalicelib.store import Outcome
-from chalicelib.store.items import UnitPatch
+from chalicelib.store.items import NotificationItem, UnitPatch
+from chalicelib.store.table import CONFLICT_ATTEMPTS
 from chalicelib.store.keys import UnitRef
 from chalicelib.sweeper import sweep
+from tests.factories import declared, meta
+from tests.faults import fail_calls, inject_conflicts
 from tests.integration.conftest import Stack
+from tests.integration.test_pipeline import zip_of
 
 HOUR = 3600.0
 S = UnitStatus
+ZERO = {s.value: 0 for s in UnitStatus}
 
 
 def claim(stack: Stack, sid: str, attempt: int, *, lease_s: float = 300.0) -> None:
@@ -164,3 +170,193 @@ def test_a_dead_lettered_message_fails_its_pending_unit_and_the_session_finishes
     assert files["items"][0]["retryable"] is True
     assert len(stack.emails()) == 1
     assert sweep(stack.stack.services).dead_letters == 0
+
+
+def test_an_upload_arriving_after_the_sweeper_failed_it_adds_no_uncounted_units(
+    stack: Stack, clock: FakeClock
+) -> None:
+    """Hole 3: the fan-out's recovery path used to write and send its own plan for a file the
+    sweeper had claimed as missing: units never counted, counters below zero, completed > total."""
+    archive = zip_of({"a.txt": b"alpha", "b.txt": b"beta", "c.txt": b"gamma"})
+    manifest = {"files": [{"name": "late.zip", "size": len(archive)}]}
+    response = stack.client.http.post("/sessions", headers=stack.auth(), body=json.dumps(manifest))
+    created = json.loads(response.body)
+    sid, ticket = created["session_id"], created["uploads"][0]
+    clock.advance(HOUR)
+    assert sweep(stack.stack.services).uploads_expired == 1
+
+    posted = requests.post(
+        ticket["url"], data=ticket["fields"], files={"file": archive}, timeout=10
+    )
+    stack.run_until_idle()
+
+    assert posted.status_code == 204
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], summary["total"], summary["progress"]) == ("failed", 1, 100.0)
+    assert summary["counts"] == {**ZERO, "failed": 1}
+    _, files = stack.get(f"/sessions/{sid}/files")
+    assert [(r["name"], r["error"]["code"]) for r in files["items"]] == [
+        ("late.zip", "upload_missing")
+    ]
+    assert len(stack.emails()) == 1
+
+
+def test_a_claimed_file_whose_units_were_never_sent_is_finished_by_the_sweep(
+    stack: Stack, clock: FakeClock
+) -> None:
+    """Hole 6: the fan-out claimed the file and crashed before sending, and its event was lost
+    (the uploads DLQ was read by nobody): the units waited forever."""
+    fail_calls(stack.stack.services.sqs, "before-call.sqs.SendMessageBatch")
+    sid = stack.create([("a.txt", b"some text")])["session_id"]
+    stack.stack.drain("on_upload")
+    # The event's redelivery waits out the uploads queue's visibility timeout (1.5 h): as if gone.
+
+    early = sweep(stack.stack.services)
+    clock.advance(FANOUT_GRACE_S + 1)
+    late = sweep(stack.stack.services)
+    stack.run_until_idle()
+
+    assert (early.fanouts_finished, late.fanouts_finished) == (0, 1)
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert summary["status"] == "completed"
+    assert len(stack.emails()) == 1
+
+
+def test_an_upload_event_that_was_dead_lettered_is_tried_once_more_then_fails_its_file(
+    stack: Stack,
+) -> None:
+    settings, sqs = stack.stack.settings, stack.stack.sqs
+    assert settings.uploads_dlq_url is not None
+    ok = stack.create([("a.txt", b"some text")])["session_id"]
+    gone = stack.create([("b.zip", zip_of({"x.txt": b"x"}))])["session_id"]
+    events = sqs.receive_message(QueueUrl=settings.uploads_queue_url, MaxNumberOfMessages=10)
+    for message in events["Messages"]:
+        # What SQS's redrive does after maxReceiveCount failed fan-outs.
+        sqs.send_message(QueueUrl=settings.uploads_dlq_url, MessageBody=message["Body"])
+        sqs.delete_message(
+            QueueUrl=settings.uploads_queue_url, ReceiptHandle=message["ReceiptHandle"]
+        )
+    services = stack.stack.services
+    services.s3.delete_object(Bucket=settings.bucket, Key=f"uploads/{gone}/00000/b.zip")
+
+    report = sweep(services)
+    stack.run_until_idle()
+
+    assert report.upload_dead_letters == 2
+    assert stack.get(f"/sessions/{ok}")[1]["status"] == "completed"
+    _, files = stack.get(f"/sessions/{gone}/files")
+    assert [(r["name"], r["status"], r["error"]["code"]) for r in files["items"]] == [
+        ("b.zip", "failed", "fanout_failed")
+    ]
+    assert stack.get(f"/sessions/{gone}")[1]["status"] == "failed"
+
+
+def test_a_session_whose_completion_nobody_claimed_is_completed_by_the_sweep(
+    stack: Stack, clock: FakeClock
+) -> None:
+    """Hole 6: every shard empty, done_at never set (the finisher died and its message is gone)."""
+    sid = stack.create([("a.txt", b"some text")])["session_id"]
+    inject_conflicts(
+        stack.stack.services.ddb,
+        when=lambda request: any("ConditionCheck" in i for i in request["TransactItems"]),
+        limit=CONFLICT_ATTEMPTS,
+    )
+    stack.run_until_idle()
+    work = stack.stack.settings.work_queue_url
+    stack.stack.sqs.purge_queue(QueueUrl=work)  # the redelivery is lost too
+    _, stuck = stack.get(f"/sessions/{sid}")
+
+    clock.advance(HOUR)
+    report = sweep(stack.stack.services)
+
+    assert (stuck["status"], stuck["progress"]) == ("processing", 100.0)
+    assert report.sessions_completed == 1
+    assert stack.get(f"/sessions/{sid}")[1]["status"] == "completed"
+    assert len(stack.emails()) == 1
+
+
+def test_one_failing_item_does_not_stop_the_sweep(stack: Stack, clock: FakeClock) -> None:
+    manifest = {"files": [{"name": "never.txt", "size": 5}]}
+    sids = [
+        json.loads(
+            stack.client.http.post(
+                "/sessions", headers=stack.auth(), body=json.dumps(manifest)
+            ).body
+        )["session_id"]
+        for _ in range(3)
+    ]
+    clock.advance(HOUR)
+    services = stack.stack.services
+    fail_calls(services.ddb, "before-call.dynamodb.TransactWriteItems", times=1)
+
+    report = sweep(services)
+
+    assert (report.errors, report.uploads_expired) == (1, 2)
+    statuses = [stack.get(f"/sessions/{s}")[1]["status"] for s in sids]
+    assert sorted(statuses) == ["failed", "failed", "uploading"]
+    clock.advance(RECHECK_S + 1)
+    assert sweep(services).uploads_expired == 1
+
+
+def test_every_due_item_is_swept_not_only_the_first_page(stack: Stack, clock: FakeClock) -> None:
+    services = stack.stack.services
+    for n in range(130):
+        services.store.put_session(
+            meta(f"bulk{n}", now=clock.now()), [declared(f"bulk{n}", 0)], first_check=clock.now()
+        )
+    clock.advance(HOUR)
+
+    report = sweep(services)
+
+    assert report.uploads_expired == 130
+
+
+def test_a_notification_still_being_published_is_not_published_again(
+    stack: Stack, clock: FakeClock
+) -> None:
+    """Hole 7: the sweep re-published 60 s after the claim while the worker might still be in
+    SNS's retries, and every re-send added another in-app item."""
+    services = stack.stack.services
+    sid = stack.create([("a.txt", b"some text")])["session_id"]
+    fail_calls(services.sns, "before-call.sns.Publish")
+    stack.run_until_idle()  # claimed the event, then the publish failed
+
+    clock.advance(60)
+    during = sweep(services)
+    clock.advance(NOTIFY_CLAIM_S)
+    after = sweep(services)
+    again = sweep(services)
+
+    assert (during.notifications_sent, after.notifications_sent) == (0, 1)
+    assert again.notifications_sent == 0
+    assert len(stack.emails()) == 1
+    items = services.ddb.query(
+        TableName=services.settings.table,
+        KeyConditionExpression="PK = :pk AND begins_with(SK, :n)",
+        ExpressionAttributeValues={":pk": {"S": "U#alice"}, ":n": {"S": "N#"}},
+    )["Items"]
+    assert [i["event"]["S"] for i in items] == ["session.completed"]
+    assert sid in items[0]["SK"]["S"]
+
+
+def test_the_in_app_notification_of_a_completion_is_one_item_however_often_it_is_sent(
+    stack: Stack,
+) -> None:
+    services = stack.stack.services
+    sid = stack.create([("a.txt", b"some text")])["session_id"]
+    stack.run_until_idle()
+    view = services.store.load_session(sid, consistent=True)
+    assert view is not None
+
+    notification = NotificationItem(
+        owner="alice", session_id=sid, event="session.completed", subject="s", message="m",
+        created_at=view.meta.done_at or 0, expires_at=view.meta.expires_at,
+    )  # fmt: skip
+    services.store.put_notification(notification)
+
+    items = services.ddb.query(
+        TableName=services.settings.table,
+        KeyConditionExpression="PK = :pk AND begins_with(SK, :n)",
+        ExpressionAttributeValues={":pk": {"S": "U#alice"}, ":n": {"S": "N#"}},
+    )["Items"]
+    assert len(items) == 1

@@ -115,7 +115,9 @@ def unit_of(st: InProcessStack, body: str) -> UnitItem:
 
 
 def status(st: InProcessStack, body: str) -> SessionStatus:
-    view = st.services.store.load_session(WorkMessage.model_validate_json(body).sid, consistent=True)
+    view = st.services.store.load_session(
+        WorkMessage.model_validate_json(body).sid, consistent=True
+    )
     assert view is not None
     return session_status(view)
 
