@@ -66,7 +66,7 @@ def inject_conflicts(
         http = SimpleNamespace(status_code=400, headers={})
         return http, _conflict(len(request["TransactItems"]))
 
-    client.meta.events.register("before-call.dynamodb.TransactWriteItems", answer)
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", answer)  # type: ignore[arg-type]
     return injected
 
 

@@ -11,8 +11,8 @@ from chalicelib.clock import FakeClock
 from chalicelib.models import UnitStatus
 from chalicelib.store import Outcome
 from chalicelib.store.items import NotificationItem, UnitPatch
-from chalicelib.store.table import CONFLICT_ATTEMPTS
 from chalicelib.store.keys import UnitRef
+from chalicelib.store.table import CONFLICT_ATTEMPTS
 from chalicelib.sweeper import sweep
 from tests.factories import declared, meta
 from tests.faults import fail_calls, inject_conflicts

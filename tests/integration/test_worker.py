@@ -96,7 +96,7 @@ def start(st: InProcessStack, scripts: list[list[Any]], job_type: str = "scripte
             max_attempts=3,
             source=ObjectSource(key=f"in/{sid}", size=3),
             created_at=now,
-        )  # fmt: skip
+        )
         for i in range(len(scripts))
     ]
     assert services.store.claim_file(sid, 0, units, plan=plan_record(units), now=now, due=now + 960)
@@ -149,7 +149,7 @@ def test_a_retryable_error_requeues_and_the_next_attempt_claims_it(st: InProcess
     st.drain("worker")
 
     assert (requeued.status, requeued.attempt, requeued.retryable) == (S.PENDING, 1, True)
-    assert requeued.error is not None and requeued.error.code == "busy"
+    assert (requeued.error.code if requeued.error else None) == "busy"
     done = unit_of(st, body)
     assert (done.status, done.attempt, done.error) == (S.COMPLETED, 2, None)
     assert status(st, body) is SessionStatus.COMPLETED
@@ -163,7 +163,8 @@ def test_a_processor_exception_is_retried_and_its_attempts_run_out(st: InProcess
 
     unit = unit_of(st, body)
     assert (unit.status, unit.attempt) == (S.FAILED, 3)
-    assert unit.error is not None and unit.error.code == "processor_error"
+    assert unit.error is not None
+    assert unit.error.code == "processor_error"
     assert "KeyError" in unit.error.message
     assert status(st, body) is SessionStatus.FAILED
 
@@ -175,7 +176,7 @@ def test_a_permanent_error_fails_at_once(st: InProcessStack) -> None:
 
     unit = unit_of(st, body)
     assert (unit.status, unit.attempt, unit.retryable) == (S.FAILED, 1, False)
-    assert unit.error is not None and unit.error.code == "broken"
+    assert (unit.error.code if unit.error else None) == "broken"
 
 
 def test_a_job_type_whose_processor_does_not_exist_fails_the_unit(st: InProcessStack) -> None:
@@ -185,7 +186,7 @@ def test_a_job_type_whose_processor_does_not_exist_fails_the_unit(st: InProcessS
 
     unit = unit_of(st, body)
     assert unit.status is S.FAILED
-    assert unit.error is not None and unit.error.code == "no_processor"
+    assert (unit.error.code if unit.error else None) == "no_processor"
     assert status(st, body) is SessionStatus.FAILED
 
 
@@ -274,17 +275,16 @@ def test_a_stale_attempt_changes_nothing_and_cannot_overwrite_the_winners_result
         2,
         {"answer": "winner", "bytes": 3},
     )
-    assert unit.result_key is not None and unit.result_key.endswith(f"{ordinal}.2.json")
+    key = unit.result_key or ""
+    assert key.endswith(f"{ordinal}.2.json")
     s3, bucket = st.services.s3, st.services.settings.bucket
-    saved = json.loads(s3.get_object(Bucket=bucket, Key=unit.result_key)["Body"].read())
-    late = json.loads(
-        s3.get_object(Bucket=bucket, Key=unit.result_key.replace(".2.json", ".1.json"))[
-            "Body"
-        ].read()
-    )
+    saved = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    late_key = key.replace(".2.json", ".1.json")
+    late = json.loads(s3.get_object(Bucket=bucket, Key=late_key)["Body"].read())
     assert (saved["metadata"]["answer"], late["metadata"]["answer"]) == ("winner", "late")
     view = st.services.store.load_session(unit.sid, consistent=True)
-    assert view is not None and view.count(S.COMPLETED) == 1 and view.remaining == 0
+    assert view is not None
+    assert (view.count(S.COMPLETED), view.remaining) == (1, 0)
 
 
 def test_a_unit_is_not_started_with_too_little_time_left_and_its_message_goes_back(
@@ -352,7 +352,7 @@ def test_a_unit_past_its_job_types_limit_ends_timeout(st: InProcessStack, clock:
 
     unit = unit_of(st, body)
     assert (unit.status, unit.retryable) == (S.TIMEOUT, True)
-    assert unit.error is not None and unit.error.code == "unit_time_limit"
+    assert (unit.error.code if unit.error else None) == "unit_time_limit"
     assert status(st, body) is SessionStatus.FAILED
 
 
@@ -372,7 +372,7 @@ def test_a_unit_that_runs_into_the_invocations_end_is_given_back_for_another(
     requeued = unit_of(st, body)
     st.drain("worker")
 
-    assert requeued.error is not None and requeued.error.code == "worker_time_up"
+    assert (requeued.error.code if requeued.error else None) == "worker_time_up"
     assert (unit_of(st, body).status, unit_of(st, body).attempt) == (S.COMPLETED, 2)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -257,7 +258,7 @@ def test_every_move_keeps_the_counts_adding_up_to_the_total(
 def test_a_unit_walks_every_kind_of_move_and_is_counted_once_at_each_step(store: Store) -> None:
     session_with_units(store, "s1", 1)
     ref, lease = unit(0), UnitPatch(lease_until=5000.0)
-    path = [
+    path: list[tuple[UnitStatus, UnitStatus, int, dict[str, Any]]] = [
         (S.PENDING, S.PAUSED, 0, {}),
         (S.PAUSED, S.PENDING, 0, {"due": 1100.0}),
         (S.PENDING, S.RUNNING, 0, {"patch": lease}),
