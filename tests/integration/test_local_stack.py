@@ -29,6 +29,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from moto.sqs import models as sqs_models
 
 from chalicelib.auth import verify_token
+from chalicelib.budget import UPLOADS_VISIBILITY_S
 from infra import moto_ddb_fast, moto_routing_fast, moto_sqs_fast
 from infra.local import LocalStack, PortInUse, main
 from infra.testing import post_form, wait_for
@@ -124,7 +125,7 @@ def test_resources_are_provisioned(stack: LocalStack, aws: Clients) -> None:
     visibility = sqs.get_queue_attributes(
         QueueUrl=info["uploads_queue_url"], AttributeNames=["VisibilityTimeout"]
     )
-    assert visibility["Attributes"]["VisibilityTimeout"] == "900"
+    assert visibility["Attributes"]["VisibilityTimeout"] == str(UPLOADS_VISIBILITY_S)
     table = ddb.describe_table(TableName="chute")["Table"]
     assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"GSI1", "GSI2"}
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
