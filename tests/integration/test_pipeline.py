@@ -14,7 +14,9 @@ import pytest
 import requests
 
 from chalicelib.processors.pdfgen import make_pdf
+from chalicelib.store.table import CONFLICT_ATTEMPTS
 from infra.dispatcher import sqs_event
+from tests.faults import inject_conflicts
 from tests.integration.conftest import Stack
 
 
@@ -92,6 +94,33 @@ def test_a_redelivered_upload_event_creates_no_second_set_of_units(stack: Stack)
     _, summary = stack.get(f"/sessions/{sid}")
     assert summary["total"] == 1
     assert summary["counts"]["completed"] == 1
+    assert len(stack.emails()) == 1
+
+
+def test_a_redelivered_upload_event_completes_a_session_whose_completion_was_lost(
+    stack: Stack,
+) -> None:
+    """Hole 1 at fan-out: a file failed whole at fan-out has no worker to complete its session;
+    when the fan-out's completion claim is lost, the event's redelivery must make it, not return
+    early because the units were sent."""
+    sid = stack.create([("fake.zip", b"this is not a zip archive at all")])["session_id"]
+    sqs, uploads = stack.stack.sqs, stack.stack.settings.uploads_queue_url
+    (message,) = sqs.receive_message(QueueUrl=uploads, MaxNumberOfMessages=10)["Messages"]
+    event = sqs_event([message], uploads, "us-east-1")
+    inject_conflicts(
+        stack.stack.services.ddb,
+        when=lambda request: any("ConditionCheck" in i for i in request["TransactItems"]),
+        limit=CONFLICT_ATTEMPTS,
+    )
+
+    first = stack.stack.app.on_upload(event, None)
+    _, lost = stack.get(f"/sessions/{sid}")
+    again = stack.stack.app.on_upload(event, None)
+
+    assert first["batchItemFailures"] == [{"itemIdentifier": message["MessageId"]}]
+    assert (lost["status"], lost["progress"]) == ("processing", 100.0)
+    assert again["batchItemFailures"] == []
+    assert stack.get(f"/sessions/{sid}")[1]["status"] == "failed"
     assert len(stack.emails()) == 1
 
 
