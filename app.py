@@ -8,6 +8,7 @@ from chalice import Chalice, Rate, Response  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Request
 
 from chalicelib import fanout, sessions, web
+from chalicelib.config import ApiSettings, SweeperSettings, WorkSettings
 from chalicelib.http import (
     current_user,
     encode_cursor,
@@ -59,7 +60,7 @@ def page_style() -> Response:
 @app.route("/sessions", methods=["POST"], cors=True)
 @handles_errors
 def create_session() -> Response:
-    services = get_services()
+    services = get_services(ApiSettings)
     user = current_user(_request(), services)
     created = sessions.create_session(services, user, json_body(_request()))
     return json_response(created, 201)
@@ -68,7 +69,7 @@ def create_session() -> Response:
 @app.route("/sessions", methods=["GET"], cors=True)
 @handles_errors
 def list_sessions() -> Response:
-    services, request = get_services(), _request()
+    services, request = get_services(ApiSettings), _request()
     user = current_user(request, services)
     views, last = services.store.list_sessions(
         user, limit=query_limit(request, 20, 100), start=query_cursor(request)
@@ -80,7 +81,7 @@ def list_sessions() -> Response:
 @app.route("/sessions/{sid}", methods=["GET"], cors=True)
 @handles_errors
 def get_session(sid: str) -> Response:
-    services, request = get_services(), _request()
+    services, request = get_services(ApiSettings), _request()
     view = sessions.owned_session(services.store, sid, current_user(request, services))
     etag = f'"{view.version}"'
     if request.headers.get("if-none-match") == etag:
@@ -92,7 +93,7 @@ def get_session(sid: str) -> Response:
 @app.route("/sessions/{sid}/files", methods=["GET"], cors=True)
 @handles_errors
 def list_files(sid: str) -> Response:
-    services, request = get_services(), _request()
+    services, request = get_services(ApiSettings), _request()
     sessions.owned_session(services.store, sid, current_user(request, services))
     units, last = services.store.list_units(
         sid,
@@ -106,15 +107,21 @@ def list_files(sid: str) -> Response:
 
 @app.lambda_function(name="on_upload")
 def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run_batch(event, context, lambda r: fanout.handle_upload_message(get_services(), r.body))
+    return run_batch(
+        event, context, lambda r: fanout.handle_upload_message(get_services(WorkSettings), r.body)
+    )
 
 
 @app.lambda_function(name="worker")
 def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
-    return run_batch(event, context, lambda r: process_message(get_services(), r.body, remaining))
+    return run_batch(
+        event, context, lambda r: process_message(get_services(WorkSettings), r.body, remaining)
+    )
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
 def sweeper(event: CloudWatchEvent) -> None:
-    sweep(get_services(), getattr(event.context, "get_remaining_time_in_millis", None))
+    sweep(
+        get_services(SweeperSettings), getattr(event.context, "get_remaining_time_in_millis", None)
+    )

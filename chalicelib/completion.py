@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from chalicelib.config import WorkSettings
 from chalicelib.notify import notify_completion
 from chalicelib.services import Services
 from chalicelib.store import may_be_done
 
 
-def complete_if_done(services: Services, sid: str) -> bool:
+def complete_if_done(services: Services[WorkSettings], sid: str) -> bool:
     """Claim completion if every file arrived and every unit is terminal; the one caller that
     wins notifies. Safe to call any number of times, from anywhere: won?"""
     store = services.store

@@ -1,4 +1,9 @@
-"""Settings, read from the environment (prefix ``CHUTE_``) when first needed, never at import."""
+"""Settings, read from the environment (prefix ``CHUTE_``) when first needed, never at import.
+
+Each Lambda function reads only what it uses — the API no queue URLs, the worker no token key —
+so each can be deployed with only its own variables and, on AWS, only its own permissions.
+`Settings` is all of them at once: the embedded stack and tests run every function in one process.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class CoreSettings(BaseSettings):
+    """What every function needs: where the table and the bucket are."""
+
     model_config = SettingsConfigDict(env_prefix="CHUTE_", extra="ignore")
 
     region: str = "us-east-1"
@@ -14,28 +21,47 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = None
     bucket: str
     table: str = "chute"
-    uploads_queue_url: str
+    session_ttl_days: int = Field(default=30, ge=1)
+
+
+class ApiSettings(CoreSettings):
+    """The HTTP API: sessions, uploads, status."""
+
+    # HMAC key for local bearer tokens (`chute token NAME`); on AWS, Cognito authorizes instead.
+    token_key: SecretStr | None = None
+    max_files: int = Field(default=1000, ge=1)
+    max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_session_bytes: int = Field(default=5 * 1024**3, ge=1)
+    presign_expiry_s: int = Field(default=900, ge=60, le=900)
+    # Files not arrived this long after the presigned POSTs expired are failed by the sweeper
+    # (an upload started just before expiry may still be on its way).
+    upload_grace_s: int = Field(default=900, ge=0)
+
+
+class WorkSettings(CoreSettings):
+    """The fan-out and the worker: they send work and notifications."""
+
     work_queue_url: str
     work_high_queue_url: str
     topic_arn: str
+    progress_interval_s: float = Field(default=2.0, ge=0)
+    high_priority_threshold: int = Field(default=7, ge=1, le=10)
+    max_units_per_file: int = Field(default=10_000, ge=1)
+    max_member_bytes: int = Field(default=512 * 1024**2, ge=1)
+
+
+class SweeperSettings(WorkSettings):
+    """The sweeper also reads the dead-letter queues."""
+
     # Dead-letter queues of the work queues: the sweeper fails the units whose messages died there.
     work_dlq_url: str | None = None
     work_high_dlq_url: str | None = None
     # The uploads queue's dead-letter queue: the sweeper finishes the files whose fan-out kept
     # failing.
     uploads_dlq_url: str | None = None
-    # HMAC key for local bearer tokens (`chute token NAME`); on AWS, Cognito authorizes instead.
-    token_key: SecretStr | None = None
 
-    max_files: int = Field(default=1000, ge=1)
-    max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
-    max_session_bytes: int = Field(default=5 * 1024**3, ge=1)
-    max_units_per_file: int = Field(default=10_000, ge=1)
-    presign_expiry_s: int = Field(default=900, ge=60, le=900)
-    # Files not arrived this long after the presigned POSTs expired are failed by the sweeper
-    # (an upload started just before expiry may still be on its way).
-    upload_grace_s: int = Field(default=900, ge=0)
-    progress_interval_s: float = Field(default=2.0, ge=0)
-    high_priority_threshold: int = Field(default=7, ge=1, le=10)
-    session_ttl_days: int = Field(default=30, ge=1)
-    max_member_bytes: int = Field(default=512 * 1024**2, ge=1)
+
+class Settings(ApiSettings, SweeperSettings):
+    """Every function's settings at once: the embedded stack and the tests."""
+
+    uploads_queue_url: str | None = None

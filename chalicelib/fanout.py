@@ -17,6 +17,7 @@ from urllib.parse import unquote_plus
 
 from chalicelib.budget import FANOUT_GRACE_S
 from chalicelib.completion import complete_if_done
+from chalicelib.config import WorkSettings
 from chalicelib.errors import PermanentError
 from chalicelib.log import log_keys, logger
 from chalicelib.models import UnitStatus
@@ -28,7 +29,7 @@ from chalicelib.store.items import DeclaredFile, SessionMeta
 from chalicelib.unitplan import new_unit, plan_object
 
 
-def handle_upload_message(services: Services, body: str) -> None:
+def handle_upload_message(services: Services[WorkSettings], body: str) -> None:
     """One SQS message from the uploads queue: an S3 event notification (possibly a test event)."""
     event = json.loads(body)
     if event.get("Event") == "s3:TestEvent":
@@ -41,7 +42,7 @@ def handle_upload_message(services: Services, body: str) -> None:
         fan_out_object(services, unquote_plus(obj["key"]), int(obj["size"]))
 
 
-def fan_out_object(services: Services, key: str, size: int) -> None:
+def fan_out_object(services: Services[WorkSettings], key: str, size: int) -> None:
     parsed = parse_upload_key(key)
     if parsed is None:
         logger.warning("ignoring an object outside any session", extra={"key": key})
@@ -61,7 +62,7 @@ def fan_out_object(services: Services, key: str, size: int) -> None:
         finish_fan_out(services, meta, file)
 
 
-def claim_with_plan(services: Services, declared: DeclaredFile, plan: Plan) -> bool:
+def claim_with_plan(services: Services[WorkSettings], declared: DeclaredFile, plan: Plan) -> bool:
     """Write the plan down, then count its units into the session once; claimed by this call?"""
     store, now = services.store, services.clock.now()
     record = save_plan(services, declared, plan)
@@ -74,7 +75,7 @@ def claim_with_plan(services: Services, declared: DeclaredFile, plan: Plan) -> b
     return True
 
 
-def finish_fan_out(services: Services, meta: SessionMeta, file: int) -> None:
+def finish_fan_out(services: Services[WorkSettings], meta: SessionMeta, file: int) -> None:
     """Make sure every unit of a claimed file exists and has its message; then the file is sent.
 
     Idempotent: safe after a crash anywhere in a fan-out, and for the sweeper to call.
@@ -100,7 +101,10 @@ def finish_fan_out(services: Services, meta: SessionMeta, file: int) -> None:
 
 
 def fail_file(
-    services: Services, meta: SessionMeta, declared: DeclaredFile, problem: PermanentError
+    services: Services[WorkSettings],
+    meta: SessionMeta,
+    declared: DeclaredFile,
+    problem: PermanentError,
 ) -> bool:
     """Claim a declared file as one failed unit (never uploaded, or its fan-out kept failing);
     False when someone claimed it first."""

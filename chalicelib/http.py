@@ -13,6 +13,7 @@ from chalice.app import Request
 from pydantic import BaseModel
 
 from chalicelib.auth import bearer, verify_token
+from chalicelib.config import ApiSettings
 from chalicelib.errors import ChuteError, InvalidInput, Unauthorized
 from chalicelib.log import logger
 from chalicelib.services import Services
@@ -58,7 +59,7 @@ def json_body(request: Request) -> Any:
         raise InvalidInput(f"The body is not valid JSON: {exc}.", code="invalid_json") from exc
 
 
-def current_user(request: Request, services: Services) -> str:
+def current_user(request: Request, services: Services[ApiSettings]) -> str:
     """The caller: Cognito claims when API Gateway authorized the call, else a local HMAC token."""
     claims = (request.context.get("authorizer") or {}).get("claims") or {}
     if claims.get("cognito:username"):

@@ -8,6 +8,7 @@ than NOTIFY_CLAIM_S (longer than a publish can take with the SNS client's retrie
 from __future__ import annotations
 
 from chalicelib.budget import NOTIFY_CLAIM_S
+from chalicelib.config import WorkSettings
 from chalicelib.log import logger
 from chalicelib.models import SessionStatus, UnitStatus
 from chalicelib.services import Services
@@ -53,7 +54,7 @@ def _sns_subject(text: str) -> str:
     return printable[:99]
 
 
-def notify_completion(services: Services, sid: str) -> bool:
+def notify_completion(services: Services[WorkSettings], sid: str) -> bool:
     """Publish the session's completion event unless someone else has claimed it; sent?
 
     If publishing fails the event stays unrecorded (and the session on the NOTIFY list), which

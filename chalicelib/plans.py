@@ -13,6 +13,7 @@ from chalicelib.modelbase import Model
 from chalicelib.store.items import DeclaredFile, PlanRecord, UnitItem
 
 if TYPE_CHECKING:
+    from chalicelib.config import CoreSettings
     from chalicelib.services import Services
 
 # Plans up to this size ride on the declared-file item (DynamoDB items hold 400 KB).
@@ -23,7 +24,7 @@ class Plan(Model):
     units: list[UnitItem]
 
 
-def save_plan(services: Services, declared: DeclaredFile, plan: Plan) -> PlanRecord:
+def save_plan(services: Services[CoreSettings], declared: DeclaredFile, plan: Plan) -> PlanRecord:
     body = plan.model_dump_json(exclude_none=True)
     digest = hashlib.sha256(body.encode()).hexdigest()[:32]
     if len(body) <= INLINE_PLAN_BYTES:
@@ -35,7 +36,7 @@ def save_plan(services: Services, declared: DeclaredFile, plan: Plan) -> PlanRec
     return PlanRecord(digest=digest, key=key)
 
 
-def load_plan(services: Services, record: PlanRecord) -> Plan:
+def load_plan(services: Services[CoreSettings], record: PlanRecord) -> Plan:
     if record.inline is not None:
         return Plan.model_validate_json(record.inline)
     assert record.key is not None, "a plan is inline or in S3"

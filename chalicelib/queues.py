@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.config import WorkSettings
 from chalicelib.log import logger
 from chalicelib.models import WorkMessage
 from chalicelib.services import Services
@@ -18,7 +19,7 @@ SQS_BATCH = 10
 MAX_DELAY_S = 900  # SQS's largest DelaySeconds
 
 
-def work_queue_url(services: Services, priority: int) -> str:
+def work_queue_url(services: Services[WorkSettings], priority: int) -> str:
     settings = services.settings
     if priority >= settings.high_priority_threshold:
         return settings.work_high_queue_url
@@ -50,7 +51,11 @@ def backoff_s(base_s: int, attempt: int) -> int:
 
 
 def send_work(
-    services: Services, messages: Sequence[WorkMessage], *, priority: int, delay_s: int = 0
+    services: Services[WorkSettings],
+    messages: Sequence[WorkMessage],
+    *,
+    priority: int,
+    delay_s: int = 0,
 ) -> None:
     """Send messages 10 per SendMessageBatch, resending entries SQS reports as failed."""
     url = work_queue_url(services, priority)

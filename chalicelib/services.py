@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import boto3
 from botocore.config import Config
 
 from chalicelib.clock import Clock, SystemClock
-from chalicelib.config import Settings
+from chalicelib.config import CoreSettings
 from chalicelib.jobs import BUILT_IN, JobRegistry
 
 if TYPE_CHECKING:
@@ -23,19 +23,22 @@ if TYPE_CHECKING:
     from chalicelib.store import Store
 
 T = TypeVar("T")
+# Which function's settings these services carry (ApiSettings, WorkSettings …).
+S_co = TypeVar("S_co", bound=CoreSettings, covariant=True)
+S = TypeVar("S", bound=CoreSettings)
 
 
-class Services:
+class Services(Generic[S_co]):
     """Settings, clock, job types and clients for one process. Clients are created on first use."""
 
     def __init__(
         self,
-        settings: Settings,
+        settings: S_co,
         clock: Clock | None = None,
         session: boto3.Session | None = None,
         jobs: JobRegistry = BUILT_IN,
     ) -> None:
-        self.settings = settings
+        self._settings = settings
         self.clock: Clock = clock or SystemClock()
         self.jobs = jobs
         self._clients: dict[str, Any] = {}
@@ -46,6 +49,10 @@ class Services:
             max_pool_connections=50,
             s3={"addressing_style": "path"},
         )
+
+    @property
+    def settings(self) -> S_co:
+        return self._settings
 
     def _client_kwargs(self) -> dict[str, object]:
         kwargs: dict[str, object] = {"config": self._config, "region_name": self.settings.region}
@@ -84,19 +91,20 @@ class Services:
 
 
 _lock = threading.Lock()
-_current: Services | None = None
+_current: Services[CoreSettings] | None = None
 
 
-def get_services() -> Services:
-    """The process-wide Services, built from the environment on first call."""
+def get_services(kind: type[S]) -> Services[S]:
+    """The process-wide Services, built on first call from the environment, read as `kind` —
+    the settings of the function asking."""
     global _current
     with _lock:
-        if _current is None:
-            _current = Services(Settings())
-        return _current
+        if _current is None or not isinstance(_current.settings, kind):
+            _current = Services(kind())
+        return _current  # type: ignore[return-value]
 
 
-def set_services(services: Services | None) -> None:
+def set_services(services: Services[CoreSettings] | None) -> None:
     """Install (None: forget) the process-wide Services; for tests and the local stack."""
     global _current
     with _lock:

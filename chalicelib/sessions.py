@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chalicelib.config import ApiSettings
 from chalicelib.errors import InvalidInput, NotFound
 from chalicelib.models import (
     Counts,
@@ -48,7 +49,7 @@ def parse_manifest(body: Any) -> CreateSessionRequest:
         ) from exc
 
 
-def check_limits(request: CreateSessionRequest, services: Services) -> None:
+def check_limits(request: CreateSessionRequest, services: Services[ApiSettings]) -> None:
     limits = services.settings
     if len(request.files) > limits.max_files:
         raise InvalidInput(
@@ -82,7 +83,7 @@ def check_limits(request: CreateSessionRequest, services: Services) -> None:
         )
 
 
-def create_session(services: Services, owner: str, body: Any) -> CreateSessionResponse:
+def create_session(services: Services[ApiSettings], owner: str, body: Any) -> CreateSessionResponse:
     request = parse_manifest(body)
     check_limits(request, services)
     settings, clock = services.settings, services.clock

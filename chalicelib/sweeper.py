@@ -26,6 +26,7 @@ from urllib.parse import unquote_plus
 
 from chalicelib.budget import NOTIFY_CLAIM_S, RECHECK_S, STUCK_GRACE_S
 from chalicelib.completion import complete_if_done
+from chalicelib.config import SweeperSettings
 from chalicelib.errors import PermanentError, RetryableError
 from chalicelib.fanout import fail_file, fan_out_object, finish_fan_out
 from chalicelib.log import log_keys, logger
@@ -60,7 +61,9 @@ class SweepReport:
     jobs_failed: list[str] = field(default_factory=list)
 
 
-def sweep(services: Services, remaining_ms: Callable[[], int] | None = None) -> SweepReport:
+def sweep(
+    services: Services[SweeperSettings], remaining_ms: Callable[[], int] | None = None
+) -> SweepReport:
     report = SweepReport()
     now = services.clock.now()
 
@@ -105,7 +108,7 @@ def _item(item: object) -> Item:
     return item
 
 
-def _open_session(services: Services, item: Item, report: SweepReport) -> None:
+def _open_session(services: Services[SweeperSettings], item: Item, report: SweepReport) -> None:
     meta = SessionMeta.model_validate(item)
     now = services.clock.now()
     with log_keys(session_id=meta.sid):
@@ -124,7 +127,7 @@ def _open_session(services: Services, item: Item, report: SweepReport) -> None:
         services.store.reschedule(meta_key(meta.sid), DueList.OPEN, now + RECHECK_S, meta.sid)
 
 
-def _finish_fan_out(services: Services, item: Item, report: SweepReport) -> None:
+def _finish_fan_out(services: Services[SweeperSettings], item: Item, report: SweepReport) -> None:
     declared = DeclaredFile.model_validate(item)
     meta = services.store.get_meta(declared.sid)
     if meta is None:
@@ -134,7 +137,7 @@ def _finish_fan_out(services: Services, item: Item, report: SweepReport) -> None
         report.fanouts_finished += 1
 
 
-def _reset_stuck_unit(services: Services, item: Item, report: SweepReport) -> None:
+def _reset_stuck_unit(services: Services[SweeperSettings], item: Item, report: SweepReport) -> None:
     """Queue the next attempt of a unit whose worker and message are both gone."""
     unit = UnitItem.model_validate(item)
     meta = services.store.get_meta(unit.sid)
@@ -162,7 +165,7 @@ def _reset_stuck_unit(services: Services, item: Item, report: SweepReport) -> No
             report.units_reset += 1
 
 
-def _resend_retry(services: Services, item: Item, report: SweepReport) -> None:
+def _resend_retry(services: Services[SweeperSettings], item: Item, report: SweepReport) -> None:
     """A requeued unit whose next message is overdue: its send was lost. Send it again."""
     unit = UnitItem.model_validate(item)
     meta = services.store.get_meta(unit.sid)
@@ -178,12 +181,12 @@ def _resend_retry(services: Services, item: Item, report: SweepReport) -> None:
     report.retries_resent += 1
 
 
-def _work_dlqs(services: Services) -> list[str]:
+def _work_dlqs(services: Services[SweeperSettings]) -> list[str]:
     settings = services.settings
     return [u for u in (settings.work_dlq_url, settings.work_high_dlq_url) if u]
 
 
-def _upload_dlqs(services: Services) -> list[str]:
+def _upload_dlqs(services: Services[SweeperSettings]) -> list[str]:
     return [u for u in (services.settings.uploads_dlq_url,) if u]
 
 
@@ -194,7 +197,7 @@ class DeadLetter:
     body: str
 
 
-def _dead_letters(services: Services, urls: list[str]) -> Iterable[DeadLetter]:
+def _dead_letters(services: Services[SweeperSettings], urls: list[str]) -> Iterable[DeadLetter]:
     """The messages waiting in dead-letter queues; each is deleted once it has been handled."""
     for url in urls:
         for _ in range(DEAD_LETTER_BATCHES):
@@ -206,11 +209,13 @@ def _dead_letters(services: Services, urls: list[str]) -> Iterable[DeadLetter]:
                 break
 
 
-def _settle(services: Services, letter: DeadLetter) -> None:
+def _settle(services: Services[SweeperSettings], letter: DeadLetter) -> None:
     services.sqs.delete_message(QueueUrl=letter.queue_url, ReceiptHandle=letter.receipt)
 
 
-def _fail_dead_lettered_unit(services: Services, letter: object, report: SweepReport) -> None:
+def _fail_dead_lettered_unit(
+    services: Services[SweeperSettings], letter: object, report: SweepReport
+) -> None:
     assert isinstance(letter, DeadLetter)
     try:
         message = WorkMessage.model_validate_json(letter.body)
@@ -237,7 +242,9 @@ def _fail_dead_lettered_unit(services: Services, letter: object, report: SweepRe
     report.dead_letters += 1
 
 
-def _retry_dead_lettered_upload(services: Services, letter: object, report: SweepReport) -> None:
+def _retry_dead_lettered_upload(
+    services: Services[SweeperSettings], letter: object, report: SweepReport
+) -> None:
     """An upload event whose fan-out kept failing: one more try, then its file fails."""
     assert isinstance(letter, DeadLetter)
     records = json.loads(letter.body).get("Records", [])
@@ -252,7 +259,7 @@ def _retry_dead_lettered_upload(services: Services, letter: object, report: Swee
     report.upload_dead_letters += 1
 
 
-def _fail_unfannable(services: Services, key: str) -> None:
+def _fail_unfannable(services: Services[SweeperSettings], key: str) -> None:
     parsed = parse_upload_key(key)
     if parsed is None:
         return
@@ -270,7 +277,7 @@ def _fail_unfannable(services: Services, key: str) -> None:
         finish_fan_out(services, meta, file)
 
 
-def _notify(services: Services, item: Item, report: SweepReport) -> None:
+def _notify(services: Services[SweeperSettings], item: Item, report: SweepReport) -> None:
     sid = str(item["sid"])
     with log_keys(session_id=sid):
         if notify_completion(services, sid):

@@ -17,6 +17,7 @@ from chalicelib.store.items import DeclaredFile, UnitItem
 from chalicelib.zipindex import ZipMember, read_central_directory
 
 if TYPE_CHECKING:
+    from chalicelib.config import WorkSettings
     from chalicelib.services import Services
 
 
@@ -55,7 +56,9 @@ def new_unit(
     )
 
 
-def plan_object(services: Services, key: str, size: int, name: str, declared: DeclaredFile) -> Plan:
+def plan_object(
+    services: Services[WorkSettings], key: str, size: int, name: str, declared: DeclaredFile
+) -> Plan:
     now = services.clock.now()
     max_attempts = services.jobs.get(declared.job_type).max_attempts
 
@@ -106,7 +109,7 @@ def plan_object(services: Services, key: str, size: int, name: str, declared: De
 
 
 def _member_unit(
-    services: Services,
+    services: Services[WorkSettings],
     key: str,
     declared: DeclaredFile,
     index: int,
@@ -143,7 +146,7 @@ def _member_unit(
     )
 
 
-def _read_range(services: Services, key: str, start: int, end: int) -> bytes:
+def _read_range(services: Services[WorkSettings], key: str, start: int, end: int) -> bytes:
     response = services.s3.get_object(
         Bucket=services.settings.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
     )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO, TypeVar
 
 from chalicelib.budget import LEASE_MARGIN_S
+from chalicelib.config import WorkSettings
 from chalicelib.models import UnitStatus, WorkMessage
 from chalicelib.processors.base import ClientKey, Stage
 from chalicelib.services import Services
@@ -36,7 +37,7 @@ class TimeUpError(Exception):
 class UnitRun:
     def __init__(
         self,
-        services: Services,
+        services: Services[WorkSettings],
         message: WorkMessage,
         spans: Mapping[Stage, tuple[float, float]],
         *,

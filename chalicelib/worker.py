@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from chalicelib.budget import MIN_START_S, STUCK_GRACE_S, WORKER_TIMEOUT_S
 from chalicelib.completion import complete_if_done
+from chalicelib.config import WorkSettings
 from chalicelib.errors import ChuteError, PermanentError, RetryableError, UnitSkipped
 from chalicelib.jobs import JobType, UnknownJobType
 from chalicelib.log import log_keys, logger
@@ -31,7 +32,9 @@ RemainingMs = Callable[[], int]
 S = UnitStatus
 
 
-def process_message(services: Services, body: str, remaining_ms: RemainingMs | None = None) -> None:
+def process_message(
+    services: Services[WorkSettings], body: str, remaining_ms: RemainingMs | None = None
+) -> None:
     """One work message. Raises only for infrastructure failures, which SQS redelivers."""
     message = WorkMessage.model_validate_json(body)
     ref = UnitRef(message.sid, message.file, message.index)
@@ -50,7 +53,9 @@ def process_message(services: Services, body: str, remaining_ms: RemainingMs | N
 class Worker:
     """One delivery of one work message."""
 
-    def __init__(self, services: Services, message: WorkMessage, *, invocation_end: float) -> None:
+    def __init__(
+        self, services: Services[WorkSettings], message: WorkMessage, *, invocation_end: float
+    ) -> None:
         self.services = services
         self.store = services.store
         self.message = message
@@ -214,7 +219,7 @@ class Worker:
 
 
 def requeue(
-    services: Services,
+    services: Services[WorkSettings],
     message: WorkMessage,
     attempt: int,
     job: JobType,

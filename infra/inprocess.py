@@ -53,7 +53,7 @@ class InProcessStack:
             self.app: ModuleType = importlib.import_module("app")
             self.sqs = boto3.Session(region_name=REGION).client("sqs")
             # Configuring the bucket notification sent an s3:TestEvent; it is nobody's upload.
-            self.sqs.purge_queue(QueueUrl=self.settings.uploads_queue_url)
+            self.sqs.purge_queue(QueueUrl=self.uploads_queue_url)
             self.routes: list[Route] = lambda_routes(self.app, self.info(), 1)
             self._dispatcher = Dispatcher(self.sqs, self.routes, region=REGION, wait_time_s=0)
         except BaseException:
@@ -86,6 +86,10 @@ class InProcessStack:
             "uploads_dlq_url": queues[f"{LOCAL.uploads_queue.name}-dlq"],
             "token_key": TOKEN_KEY,
         }
+
+    @property
+    def uploads_queue_url(self) -> str:
+        return str(self.info()["uploads_queue_url"])
 
     def drain(self, *functions: str) -> int:
         """Feed queued messages to their handlers (all, or the named functions' only), as Lambda

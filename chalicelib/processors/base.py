@@ -32,7 +32,7 @@ class ClientKey(Generic[T]):
     builds it once per process from its services: processors never import them."""
 
     name: str
-    build: Callable[[Services], T]
+    build: Callable[[Services[Any]], T]
 
 
 class UnitContext(Protocol):

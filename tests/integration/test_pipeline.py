@@ -82,7 +82,7 @@ def test_a_corrupt_member_fails_alone_and_the_session_completes_with_errors(stac
 
 def test_a_redelivered_upload_event_creates_no_second_set_of_units(stack: Stack) -> None:
     sid = stack.create([("one.txt", b"just one")])["session_id"]
-    sqs, uploads = stack.stack.sqs, stack.stack.settings.uploads_queue_url
+    sqs, uploads = stack.stack.sqs, stack.stack.uploads_queue_url
     (message,) = sqs.receive_message(QueueUrl=uploads, MaxNumberOfMessages=10)["Messages"]
     (record,) = sqs_event([message], uploads, "us-east-1")["Records"]
     event = {"Records": [record, {**record, "messageId": "redelivered"}]}
@@ -104,7 +104,7 @@ def test_a_redelivered_upload_event_completes_a_session_whose_completion_was_los
     when the fan-out's completion claim is lost, the event's redelivery must make it, not return
     early because the units were sent."""
     sid = stack.create([("fake.zip", b"this is not a zip archive at all")])["session_id"]
-    sqs, uploads = stack.stack.sqs, stack.stack.settings.uploads_queue_url
+    sqs, uploads = stack.stack.sqs, stack.stack.uploads_queue_url
     (message,) = sqs.receive_message(QueueUrl=uploads, MaxNumberOfMessages=10)["Messages"]
     event = sqs_event([message], uploads, "us-east-1")
     inject_conflicts(

@@ -229,12 +229,12 @@ def test_an_upload_event_that_was_dead_lettered_is_tried_once_more_then_fails_it
     assert settings.uploads_dlq_url is not None
     ok = stack.create([("a.txt", b"some text")])["session_id"]
     gone = stack.create([("b.zip", zip_of({"x.txt": b"x"}))])["session_id"]
-    events = sqs.receive_message(QueueUrl=settings.uploads_queue_url, MaxNumberOfMessages=10)
+    events = sqs.receive_message(QueueUrl=stack.stack.uploads_queue_url, MaxNumberOfMessages=10)
     for message in events["Messages"]:
         # What SQS's redrive does after maxReceiveCount failed fan-outs.
         sqs.send_message(QueueUrl=settings.uploads_dlq_url, MessageBody=message["Body"])
         sqs.delete_message(
-            QueueUrl=settings.uploads_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            QueueUrl=stack.stack.uploads_queue_url, ReceiptHandle=message["ReceiptHandle"]
         )
     services = stack.stack.services
     services.s3.delete_object(Bucket=settings.bucket, Key=f"uploads/{gone}/00000/b.zip")
