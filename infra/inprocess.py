@@ -72,20 +72,7 @@ class InProcessStack:
 
     def info(self) -> dict[str, Any]:
         """The Settings fields that point chute at this stack's resources."""
-        queues = self.provisioned.queue_urls
-        return {
-            "region": REGION,
-            "bucket": self.provisioned.bucket,
-            "table": self.provisioned.table,
-            "topic_arn": self.provisioned.topic_arn,
-            "uploads_queue_url": queues[LOCAL.uploads_queue.name],
-            "work_queue_url": queues[LOCAL.work_queue.name],
-            "work_high_queue_url": queues[LOCAL.work_high_queue.name],
-            "work_dlq_url": queues[f"{LOCAL.work_queue.name}-dlq"],
-            "work_high_dlq_url": queues[f"{LOCAL.work_high_queue.name}-dlq"],
-            "uploads_dlq_url": queues[f"{LOCAL.uploads_queue.name}-dlq"],
-            "token_key": TOKEN_KEY,
-        }
+        return {**self.provisioned.settings(LOCAL, REGION), "token_key": TOKEN_KEY}
 
     @property
     def uploads_queue_url(self) -> str:

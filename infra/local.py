@@ -180,8 +180,11 @@ class LocalStack:
             region_name=REGION,
         )
         key = signing_key(self.state_dir / "token_key")
-        info = self._describe(endpoint, provision(session, endpoint, self.resources), key)
-        self._configure_app(info, key)
+        provisioned = provision(session, endpoint, self.resources)
+        info = self._describe(endpoint, provisioned, key)
+        self._configure_app(
+            {**provisioned.settings(self.resources, REGION), "aws_endpoint_url": endpoint}, key
+        )
         sqs: SQSClient = session.client(
             "sqs",
             endpoint_url=endpoint,
@@ -208,36 +211,22 @@ class LocalStack:
 
     def _describe(self, endpoint: str, provisioned: Provisioned, key: str) -> dict[str, Any]:
         """The contents of local.json, but for api_url."""
-        urls, r = provisioned.queue_urls, self.resources
         return {
             "api_url": None,
             "aws_endpoint_url": endpoint,
-            "region": REGION,
-            "bucket": provisioned.bucket,
-            "table": provisioned.table,
-            "uploads_queue_url": urls[r.uploads_queue.name],
-            "work_queue_url": urls[r.work_queue.name],
-            "work_high_queue_url": urls[r.work_high_queue.name],
-            "work_dlq_url": urls[f"{r.work_queue.name}-dlq"],
-            "work_high_dlq_url": urls[f"{r.work_high_queue.name}-dlq"],
-            "uploads_dlq_url": urls[f"{r.uploads_queue.name}-dlq"],
-            "outbox_queue_url": urls[r.outbox_queue.name],
-            "topic_arn": provisioned.topic_arn,
+            **provisioned.settings(self.resources, REGION),
+            "outbox_queue_url": provisioned.queue_urls[self.resources.outbox_queue.name],
             "token": issue_token(key, "dev", time.time()),
             "token_key_path": str(self.state_dir / "token_key"),
             "outbox_path": str(self.state_dir / "outbox.jsonl"),
         }
 
-    def _configure_app(self, info: Mapping[str, Any], key: str) -> None:
-        """Point chalicelib's Settings at this stack: the app reads them on first use. Settings
-        fields are named as the keys of local.json."""
-        settings = ("region", "aws_endpoint_url", "bucket", "table", "topic_arn")
-        queues: tuple[str, ...] = ("uploads_queue_url", "work_queue_url", "work_high_queue_url")
-        queues += ("work_dlq_url", "work_high_dlq_url", "uploads_dlq_url")
+    def _configure_app(self, fields: Mapping[str, str], key: str) -> None:
+        """Point chalicelib's Settings at this stack: the app reads them on first use."""
         self._set_env(
             {
                 **CREDENTIALS,
-                **{f"CHUTE_{name.upper()}": info[name] for name in settings + queues},
+                **{f"CHUTE_{name.upper()}": value for name, value in fields.items()},
                 "CHUTE_TOKEN_KEY": key,
             }
         )

@@ -30,6 +30,22 @@ class Provisioned:
     queue_urls: dict[str, str]  # by queue name, DLQs included
     queue_arns: dict[str, str]
 
+    def settings(self, resources: Resources, region: str) -> dict[str, str]:
+        """chute's Settings fields (and local.json keys) that point at these resources."""
+        urls = self.queue_urls
+        return {
+            "region": region,
+            "bucket": self.bucket,
+            "table": self.table,
+            "topic_arn": self.topic_arn,
+            "uploads_queue_url": urls[resources.uploads_queue.name],
+            "work_queue_url": urls[resources.work_queue.name],
+            "work_high_queue_url": urls[resources.work_high_queue.name],
+            "work_dlq_url": urls[f"{resources.work_queue.name}-dlq"],
+            "work_high_dlq_url": urls[f"{resources.work_high_queue.name}-dlq"],
+            "uploads_dlq_url": urls[f"{resources.uploads_queue.name}-dlq"],
+        }
+
 
 def _create_queue(sqs: SQSClient, spec: QueueSpec, arns: dict[str, str]) -> str:
     attributes: dict[QueueAttributeNameType, str] = {

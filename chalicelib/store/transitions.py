@@ -10,6 +10,7 @@ file's units in, claiming completion — live beside it and share its vocabulary
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
@@ -90,6 +91,16 @@ def _set_clause(sets: Mapping[str, Any], prefix: str) -> tuple[list[str], dict[s
     return clauses, {f":{prefix}{name}": value for name, value in sets.items()}
 
 
+@dataclass(frozen=True)
+class _UnitWrite:
+    ref: UnitRef
+    update: str
+    condition: str
+    values: dict[str, Any]
+    deltas: Mapping[str, int]
+    now: float
+
+
 class Transitions:
     _table: Table
 
@@ -156,29 +167,30 @@ class Transitions:
             condition += " AND #lease_until < :now"
         deltas = counter_deltas(from_, to)
         if not deltas:
-            return self._move_alone(ref, update, condition, values)
-        if to in TERMINAL_UNIT_STATUSES and from_ not in TERMINAL_UNIT_STATUSES:
-            return self._finish(ref, update, condition, values, deltas, now)
-        return self._counted(ref, update, condition, values, deltas, now, "")
+            moved = self._table.update(ref.key, update, condition=condition, values=values)
+            return Outcome.MOVED if moved else Outcome.STALE
+        write = _UnitWrite(ref, update, condition, values, deltas, now)
+        if to not in TERMINAL_UNIT_STATUSES or from_ in TERMINAL_UNIT_STATUSES:
+            return self._counted(write, "")
+        # Try as "not the last unit of its shard" first: only when that condition fails does this
+        # finisher learn it may be finishing the session, and check completion.
+        try:
+            return self._counted(write, "#remaining > :one")
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+        # Only the shard's condition failed (or the reasons were not given): the unconditional
+        # transaction decides, its unit condition still guarding against a stale attempt.
+        counted = self._counted(write, "")
+        return Outcome.LAST_IN_SHARD if counted is Outcome.MOVED else counted
 
-    def _move_alone(
-        self, ref: UnitRef, update: str, condition: str, values: dict[str, Any]
-    ) -> Outcome:
-        moved = self._table.update(ref.key, update, condition=condition, values=values)
-        return Outcome.MOVED if moved else Outcome.STALE
-
-    def _counted(
-        self,
-        ref: UnitRef,
-        update: str,
-        condition: str,
-        values: dict[str, Any],
-        deltas: Mapping[str, int],
-        now: float,
-        shard_condition: str,
-    ) -> Outcome:
-        unit = self._table.update_request(ref.key, update, condition, values)
-        shard = self._shard_update(ref.sid, ref.shard, deltas, now, condition=shard_condition)
+    def _counted(self, write: _UnitWrite, shard_condition: str) -> Outcome:
+        """The unit's move and its shard's counters in one transaction."""
+        ref = write.ref
+        unit = self._table.update_request(ref.key, write.update, write.condition, write.values)
+        shard = self._shard_update(
+            ref.sid, ref.shard, write.deltas, write.now, condition=shard_condition
+        )
         try:
             self._table.transact([{"Update": unit}, shard])  # type: ignore[typeddict-item]
         except ClientError as exc:
@@ -186,27 +198,6 @@ class Transitions:
                 return Outcome.STALE
             raise
         return Outcome.MOVED
-
-    def _finish(
-        self,
-        ref: UnitRef,
-        update: str,
-        condition: str,
-        values: dict[str, Any],
-        deltas: Mapping[str, int],
-        now: float,
-    ) -> Outcome:
-        # Try as "not the last unit of its shard" first: only when that condition fails does this
-        # finisher learn it may be finishing the session, and check completion.
-        try:
-            return self._counted(ref, update, condition, values, deltas, now, "#remaining > :one")
-        except ClientError as exc:
-            if not is_condition_failure(exc):
-                raise
-        # Only the shard's condition failed (or the reasons were not given): the unconditional
-        # transaction decides, its unit condition still guarding against a stale attempt.
-        moved = self._counted(ref, update, condition, values, deltas, now, "")
-        return Outcome.LAST_IN_SHARD if moved is Outcome.MOVED else moved
 
     def _shard_update(
         self,
