@@ -3,6 +3,7 @@
 The fan-out runs in a Lambda with bounded memory and a zip can be many GB, so the archive is never
 downloaded: the listing costs one ranged GET of the tail (plus one for a central directory that
 does not fit in it) and each member is later read by one ranged GET starting at its local header.
+Members whose bytes overlap are refused, the archive as a whole, before any of them becomes work.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
-from chalicelib.errors import PermanentError
+from chalicelib.zipmembers import DEFLATED, decode_name, unreadable, zip_error
+from chalicelib.zipmembers import ZipFormatError as ZipFormatError
+from chalicelib.zipmembers import ZipMember as ZipMember
 
 ReadRange = Callable[[int, int], bytes]
 
@@ -28,38 +30,19 @@ _CENTRAL_SIG = 0x02014B50
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _LOCAL_SIG = 0x04034B50
 _ZIP64_EXTRA_ID = 0x0001
+_UNICODE_PATH_ID = 0x7075
 _FLAG_ENCRYPTED = 0x0001
-_FLAG_UTF8 = 0x0800
-_STORED, _DEFLATED = 0, 8
 _SATURATED = 0xFFFFFFFF
-
-
-class ZipFormatError(PermanentError):
-    default_code = "zip_corrupt"
-
-
-def _error(code: str, message: str, **details: Any) -> ZipFormatError:
-    return ZipFormatError(message, code=code, details=details)
+_UNIX = 3  # "version made by" high byte: the external attributes hold a Unix st_mode
+_S_IFMT, _S_IFLNK = 0o170000, 0o120000
+# A local header's name and extra lengths are 16-bit, so its variable part is at most this long.
+_LOCAL_VARIABLE_MAX = 2 * 0xFFFF
 
 
 def _corrupt(why: str, **details: Any) -> ZipFormatError:
-    return _error(
+    return zip_error(
         "zip_corrupt", f"This zip archive is damaged and cannot be read ({why}).", **details
     )
-
-
-@dataclass(frozen=True)
-class ZipMember:
-    index: int
-    name: str
-    header_offset: int
-    compressed_size: int
-    uncompressed_size: int
-    method: int
-    crc32: int
-    flags: int
-    is_dir: bool
-    encrypted: bool
 
 
 class _Tail:
@@ -74,7 +57,7 @@ class _Tail:
     def _read(self, start: int, end: int) -> bytes:
         data = self._read_range(start, end)
         if len(data) != end - start:
-            raise _error(
+            raise zip_error(
                 "zip_truncated",
                 "The zip archive ended sooner than expected; it may not have finished uploading.",
                 requested=end - start,
@@ -101,7 +84,7 @@ def _find_eocd(tail: _Tail) -> int:
         if pos + _EOCD.size + _EOCD.unpack_from(data, pos)[7] == len(data):
             return tail.start + pos
         pos = data.rfind(_EOCD_MAGIC, 0, pos + 3)
-    raise _error(
+    raise zip_error(
         "zip_not_a_zip",
         "This file is not a valid zip archive (no end-of-central-directory record found).",
     )
@@ -139,86 +122,149 @@ def _directory_location(tail: _Tail) -> tuple[int, int, int]:
 
 
 def _multi_part() -> ZipFormatError:
-    return _error(
+    return zip_error(
         "zip_multi_part",
         "This zip archive is split into several parts, which is not supported; "
         "please upload it as a single zip file.",
     )
 
 
-def _zip64_values(extra: bytes, wanted: int) -> list[int]:
+def _extra_block(extra: bytes, block_id: int) -> bytes | None:
+    """The data of the first extra-field block with this id, or None."""
     pos = 0
     while pos + 4 <= len(extra):
-        block_id, block_len = struct.unpack_from("<HH", extra, pos)
-        if block_id == _ZIP64_EXTRA_ID:
-            if block_len < 8 * wanted or pos + 4 + block_len > len(extra):
-                break
-            return list(struct.unpack_from(f"<{wanted}Q", extra, pos + 4))
-        pos += 4 + block_len
-    raise _corrupt("a large-file (zip64) field is missing")
+        found, size = struct.unpack_from("<HH", extra, pos)
+        if found == block_id:
+            return extra[pos + 4 : pos + 4 + size] if pos + 4 + size <= len(extra) else None
+        pos += 4 + size
+    return None
+
+
+def _zip64_values(extra: bytes, wanted: int) -> list[int]:
+    block = _extra_block(extra, _ZIP64_EXTRA_ID)
+    if block is None or len(block) < 8 * wanted:
+        raise _corrupt("a large-file (zip64) field is missing")
+    return list(struct.unpack_from(f"<{wanted}Q", block))
+
+
+def _is_symlink(made_by: int, external_attr: int) -> bool:
+    # Only Unix writers put an st_mode in the high half of the external attributes.
+    return made_by >> 8 == _UNIX and (external_attr >> 16) & _S_IFMT == _S_IFLNK
+
+
+class _Entry(NamedTuple):
+    """A central directory entry before its end_offset is known (ZipMember is frozen)."""
+
+    name: str
+    header_offset: int
+    compressed_size: int
+    uncompressed_size: int
+    method: int
+    crc32: int
+    flags: int
+    is_symlink: bool
+    data_end: int  # where its data ends if its local header repeats the central name
 
 
 def _parse_entries(directory: bytes, count: int, cd_offset: int) -> list[ZipMember]:
-    members: list[ZipMember] = []
+    entries: list[_Entry] = []
     pos = 0
     while pos < len(directory):
         if pos + _CENTRAL.size > len(directory):
-            raise _corrupt("the central directory is cut short", entry=len(members))
+            raise _corrupt("the central directory is cut short", entry=len(entries))
         fields = _CENTRAL.unpack_from(directory, pos)
         if fields[0] != _CENTRAL_SIG:
-            raise _corrupt("a central directory entry has a bad signature", entry=len(members))
+            raise _corrupt("a central directory entry has a bad signature", entry=len(entries))
         flags, method, crc, csize, usize = fields[3], fields[4], fields[7], fields[8], fields[9]
         name_len, extra_len, comment_len, offset = fields[10], fields[11], fields[12], fields[16]
         name_start = pos + _CENTRAL.size
         extra_start = name_start + name_len
         pos = extra_start + extra_len + comment_len
         if pos > len(directory):
-            raise _corrupt("the central directory is cut short", entry=len(members))
+            raise _corrupt("the central directory is cut short", entry=len(entries))
+        extra = directory[extra_start : pos - comment_len]
         # The zip64 extra holds, in this order, only the fields whose 32-bit slot is saturated.
         wanted = [usize, csize, offset].count(_SATURATED)
         if wanted:
-            wide = iter(_zip64_values(directory[extra_start : pos - comment_len], wanted))
+            wide = iter(_zip64_values(extra, wanted))
             usize = next(wide) if usize == _SATURATED else usize
             csize = next(wide) if csize == _SATURATED else csize
             offset = next(wide) if offset == _SATURATED else offset
         raw_name = directory[name_start:extra_start]
-        name = raw_name.decode("utf-8" if flags & _FLAG_UTF8 else "cp437", errors="replace")
+        name = decode_name(raw_name, flags, _extra_block(extra, _UNICODE_PATH_ID))
         if offset + _LOCAL.size + csize > cd_offset:
             raise _corrupt("a member's data lies outside the file", member=name)
-        members.append(
-            ZipMember(
-                index=len(members),
-                name=name,
-                header_offset=offset,
-                compressed_size=csize,
-                uncompressed_size=usize,
-                method=method,
-                crc32=crc,
-                flags=flags,
-                is_dir=name.endswith("/"),
-                encrypted=bool(flags & _FLAG_ENCRYPTED),
-            )
+        symlink = _is_symlink(fields[1], fields[15])
+        data_end = offset + _LOCAL.size + name_len + csize
+        entries.append(_Entry(name, offset, csize, usize, method, crc, flags, symlink, data_end))
+    if len(entries) != count:
+        raise _corrupt("the number of entries does not match", expected=count, found=len(entries))
+    ends = _end_offsets(entries, cd_offset)
+    return [
+        ZipMember(
+            index=index,
+            name=e.name,
+            header_offset=e.header_offset,
+            compressed_size=e.compressed_size,
+            uncompressed_size=e.uncompressed_size,
+            method=e.method,
+            crc32=e.crc32,
+            flags=e.flags,
+            is_dir=e.name.endswith("/"),
+            encrypted=bool(e.flags & _FLAG_ENCRYPTED),
+            end_offset=end,
+            is_symlink=e.is_symlink,
         )
-    if len(members) != count:
-        raise _corrupt("the number of entries does not match", expected=count, found=len(members))
-    return members
+        for index, (e, end) in enumerate(zip(entries, ends, strict=True))
+    ]
+
+
+def _end_offsets(entries: list[_Entry], cd_offset: int) -> list[int]:
+    """Where each entry must end: the next header in the file; the archive refused if any overlap.
+
+    Entries that share bytes are how small zips become huge (CVE-2024-0450: 256 entries over one
+    compressed block are 256 units of the same gigabytes). No writer produces them, so the whole
+    archive is refused rather than its members being read one by one.
+    """
+    order = sorted(range(len(entries)), key=lambda i: entries[i].header_offset)
+    ends = [0] * len(entries)
+    for rank, here in enumerate(order):
+        after = entries[order[rank + 1]] if rank + 1 < len(order) else None
+        ends[here] = cd_offset if after is None else after.header_offset
+        if entries[here].data_end > ends[here]:
+            raise _overlapping(entries[here], after)
+    return ends
+
+
+def _overlapping(entry: _Entry, neighbour: _Entry | None) -> ZipFormatError:
+    other = "the archive's table of contents" if neighbour is None else repr(neighbour.name)
+    return zip_error(
+        "zip_overlapping_members",
+        f"This zip archive is malformed: {entry.name!r} overlaps {other}, a trick used by zip "
+        "bombs, so none of its files were processed. Re-create the archive with a standard zip "
+        "tool and upload it again.",
+        member=entry.name,
+        header_offset=entry.header_offset,
+        other=None if neighbour is None else neighbour.name,
+    )
 
 
 def read_central_directory(
     size: int, read_range: ReadRange, *, tail_bytes: int = 65_536 + 22, max_members: int = 100_000
 ) -> list[ZipMember]:
-    """List the members in central-directory order.
+    """List the members in central-directory order, each with its end_offset.
 
     Reads the last ``tail_bytes`` once and, only if the central directory starts before them, the
     missing part once more: two reads for any archive, except one whose comment is so long that the
-    zip64 records fall outside the tail as well.
+    zip64 records fall outside the tail as well. Raises ZipFormatError (zip_overlapping_members)
+    for an archive whose members share bytes.
     """
     if size < _EOCD.size:
-        raise _error("zip_not_a_zip", "This file is too small to be a zip archive.", size=size)
+        raise zip_error("zip_not_a_zip", "This file is too small to be a zip archive.", size=size)
     tail = _Tail(size, read_range, tail_bytes)
     count, cd_offset, cd_size = _directory_location(tail)
     if count > max_members:
-        raise _error(
+        raise zip_error(
             "zip_too_many_members",
             f"This zip archive contains {count:,} files; at most {max_members:,} are allowed.",
             members=count,
@@ -228,11 +274,17 @@ def read_central_directory(
 
 
 def member_span(member: ZipMember, *, local_header_slack: int = 1024) -> tuple[int, int]:
-    # UTF-8 is never shorter than the stored name whatever its encoding (each cp437 byte becomes
-    # 1-3 bytes, each undecodable byte a 3-byte U+FFFD), so this holds even for callers that
-    # rebuild a ZipMember without its flags.
-    name_len = len(member.name.encode("utf-8", errors="surrogatepass"))
+    """The byte range [start, end) to GET for open_member: never past the member's end_offset."""
     start = member.header_offset
+    if member.end_offset:
+        # The listing proved nothing else lives before end_offset, so the local header may be as
+        # long as its 16-bit lengths allow; this bound only matters if a gap follows the member.
+        end = start + _LOCAL.size + _LOCAL_VARIABLE_MAX + member.compressed_size
+        return start, min(end, member.end_offset)
+    # No end_offset: a member listed before names were NFC-normalised, whose UTF-8 name is never
+    # shorter than the stored one whatever its encoding (each cp437 byte becomes 1-3 bytes, each
+    # undecodable byte a 3-byte U+FFFD), so this holds even for callers that lost its flags.
+    name_len = len(member.name.encode("utf-8", errors="surrogatepass"))
     return start, start + _LOCAL.size + name_len + local_header_slack + member.compressed_size
 
 
@@ -242,7 +294,7 @@ def _read_exact(stream: BinaryIO, n: int, member: ZipMember) -> bytes:
     while n > 0:
         part = stream.read(n)
         if not part:
-            raise _error(
+            raise zip_error(
                 "zip_truncated",
                 f"The zip archive ends in the middle of {member.name!r}; it may be incomplete.",
                 member=member.name,
@@ -280,20 +332,9 @@ def open_member(
     stream: BinaryIO, member: ZipMember, *, chunk_size: int = 256 * 1024
 ) -> Iterator[bytes]:
     """Yield the member's decompressed bytes from a stream positioned at its local header."""
-    if member.encrypted:
-        raise _error(
-            "zip_encrypted",
-            f"{member.name!r} is password-protected inside the zip archive and cannot be read.",
-            member=member.name,
-        )
-    if member.method not in (_STORED, _DEFLATED):
-        raise _error(
-            "zip_unsupported_method",
-            f"{member.name!r} uses a compression method (number {member.method}) that is not "
-            "supported; please re-create the zip with standard (deflate) compression.",
-            member=member.name,
-            method=member.method,
-        )
+    problem = unreadable(member)
+    if problem is not None:
+        raise problem
     return _verified(stream, member, chunk_size)
 
 
@@ -304,10 +345,22 @@ def _verified(stream: BinaryIO, member: ZipMember, chunk_size: int) -> Iterator[
     # Only the lengths are taken from the local header: its sizes and CRC are zero when the
     # writer streamed the member, so the central directory's values are the ones to trust.
     skip = header[9] + header[10]
+    # The listing checked the central directory's lengths; a local header may still claim a longer
+    # name or extra and so make the data start inside the next member.
+    data_end = member.header_offset + _LOCAL.size + skip + member.compressed_size
+    if member.end_offset and data_end > member.end_offset:
+        raise zip_error(
+            "zip_overlapping_members",
+            f"The entry for {member.name!r} reaches into the next file of the zip archive, a "
+            "trick used by zip bombs, so it was not processed. Re-create the archive with a "
+            "standard zip tool and upload it again.",
+            member=member.name,
+            end_offset=member.end_offset,
+        )
     while skip > 0:
         skip -= len(_read_exact(stream, min(chunk_size, skip), member))
     chunks = _compressed_chunks(stream, member, chunk_size)
-    if member.method == _DEFLATED:
+    if member.method == DEFLATED:
         chunks = _inflate(chunks, member, chunk_size)
     total, crc = 0, 0
     for chunk in chunks:
@@ -320,7 +373,7 @@ def _verified(stream: BinaryIO, member: ZipMember, chunk_size: int) -> Iterator[
     if total != member.uncompressed_size:
         raise _corrupt(f"{member.name!r} is smaller than the archive says")
     if crc != member.crc32:
-        raise _error(
+        raise zip_error(
             "zip_crc_mismatch",
             f"The contents of {member.name!r} are damaged (checksum mismatch).",
             member=member.name,

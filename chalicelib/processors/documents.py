@@ -1,50 +1,50 @@
 """Document text extraction and metadata: the built-in processor for the "documents" job type.
 
-Plain text, Markdown, CSV, JSON and HTML are handled with the standard library, PDF with pypdf.
-Anything else is kept as a binary document: its size and hash, no text.
+Plain text, Markdown, CSV, JSON and HTML are read with the standard library (their encoding
+detected, not assumed), PDF with pypdf. A file that is neither text nor a PDF, and a PDF without
+text, end skipped. A document is hashed, counted and decoded as it streams in: text is held once,
+as the text that goes into the result, and a PDF once, as the bytes pypdf reads.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
 import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
-from pathlib import PurePosixPath
-from typing import Literal
+from itertools import chain
+from typing import BinaryIO
 
-from chalicelib.errors import PermanentError
+from chalicelib.errors import PermanentError, UnitSkipped
+from chalicelib.filetypes import MAX_DOCUMENT_BYTES, DocumentType, document_type
+from chalicelib.humanize import human_bytes
 from chalicelib.processors.base import ProcessorOutput, Scalar, UnitContext, processor
+from chalicelib.processors.htmltext import VisibleText
+from chalicelib.processors.pdftext import read_pdf
+from chalicelib.processors.textdecode import (
+    KeptText,
+    NotText,
+    StreamDecoder,
+    TextCounts,
+    TextSink,
+    count_text,
+)
 
-DocumentType = Literal["txt", "md", "csv", "json", "html", "pdf", "binary"]
+__all__ = ["MAX_DOCUMENT_BYTES", "READ_CHUNK_BYTES", "detect_type", "extract_document"]
 
-MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
-# Reading dominates for text and page-by-page extraction for PDFs; giving each half the bar keeps it
-# moving in both cases without knowing in advance which one will be slow.
-_DOWNLOAD_SHARE = 0.5
-# PDF readers accept a header within the first KiB and an end-of-file marker within the last one.
-_PDF_SLACK_BYTES = 1024
+# Enough to see a byte order mark or a PDF header before choosing how to read the rest.
+_HEAD_BYTES = 1024
 # Enough lines for csv.Sniffer to see the dialect. Its quote-guessing regex is quadratic on
 # quote-heavy input (16 KiB of `a,"` takes 1.6 s), so the sample stays small.
 _CSV_SNIFF_CHARS = 8 * 1024
+# Lines as io.StringIO(text, newline="") gives them to the csv module, without its copy of the
+# text (four bytes a character).
+_CSV_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
-_EXTENSIONS: dict[str, DocumentType] = {
-    "txt": "txt",
-    "text": "txt",
-    "log": "txt",
-    "md": "md",
-    "markdown": "md",
-    "csv": "csv",
-    "tsv": "csv",
-    "json": "json",
-    "html": "html",
-    "htm": "html",
-    "pdf": "pdf",
-}
 _CONTENT_TYPES: dict[str, DocumentType] = {
     "text/plain": "txt",
     "text/markdown": "md",
@@ -62,42 +62,48 @@ _CONTENT_TYPES: dict[str, DocumentType] = {
 @dataclass(frozen=True)
 class _Parsed:
     type: DocumentType
-    text: str | None
+    text: str
+    counts: TextCounts
     extra: dict[str, Scalar] = field(default_factory=dict)
 
 
-def _matches_any_file(_file_name: str, _content_type: str) -> bool:
-    return True
-
-
-@processor("document", match=_matches_any_file)
+@processor("document")
 def extract_document(ctx: UnitContext) -> ProcessorOutput:
-    """Text and metadata of one document; a damaged or oversized one fails permanently."""
+    """Text and metadata of one document; a damaged or oversized one fails permanently, and one
+    that is not a document (or a PDF without text) is skipped."""
     ctx.stage("downloading")
-    data, sha256 = _read_bounded(ctx)
-    ctx.stage("parsing")
-    parsed = _parse(detect_type(ctx.name, ctx.content_type, data), data, ctx)
+    if ctx.size is not None and ctx.size > MAX_DOCUMENT_BYTES:
+        raise _too_large(ctx.size)
+    with ctx.open() as stream:
+        download = _Download(stream, ctx)
+        chunks = download.chunks()
+        head = _head(chunks)
+        doc_type = detect_type(ctx.name, ctx.content_type, head)
+        body = chain((head,), chunks)
+        del head  # the chain lets go of it once read, so its megabyte is not held to the end
+        parsed = _parse_pdf(body, ctx) if doc_type == "pdf" else _parse_text(doc_type, body, ctx)
     ctx.progress(1.0)
     ctx.stage("saving")
-    metadata: dict[str, Scalar] = {"type": parsed.type, "bytes": len(data), "sha256": sha256}
-    if parsed.text is None:
-        return ProcessorOutput(metadata=metadata)
-    metadata |= {
-        "chars": len(parsed.text),
-        "words": len(parsed.text.split()),
-        "lines": len(parsed.text.splitlines()),
+    metadata: dict[str, Scalar] = {
+        "type": parsed.type,
+        "bytes": download.received,
+        "sha256": download.sha256(),
+        "chars": parsed.counts.chars,
+        "words": parsed.counts.words,
+        "lines": parsed.counts.lines,
         **parsed.extra,
     }
     return ProcessorOutput(metadata=metadata, body={"text": parsed.text})
 
 
-def detect_type(file_name: str, content_type: str, content: bytes) -> DocumentType:
-    """The document type by magic bytes, then extension, then content type."""
-    if content.startswith(b"%PDF-"):
+def detect_type(file_name: str, content_type: str, head: bytes) -> DocumentType | None:
+    """The document type by magic bytes, then extension, then content type; None when none of
+    them says, and the bytes decide: text is read as plain text, anything else is skipped."""
+    if head.startswith(b"%PDF-"):
         return "pdf"
-    suffix = PurePosixPath(file_name).suffix.lower().removeprefix(".")
-    if suffix in _EXTENSIONS:
-        return _EXTENSIONS[suffix]
+    by_name = document_type(file_name)
+    if by_name is not None:
+        return by_name
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type in _CONTENT_TYPES:
         return _CONTENT_TYPES[media_type]
@@ -105,87 +111,111 @@ def detect_type(file_name: str, content_type: str, content: bytes) -> DocumentTy
         return "json"
     if media_type.startswith("text/"):
         return "txt"
-    return "binary"
+    return None
 
 
-def _read_bounded(ctx: UnitContext) -> tuple[bytes, str]:
-    if ctx.size is not None and ctx.size > MAX_DOCUMENT_BYTES:
-        raise _too_large(ctx.size)
-    digest = hashlib.sha256()
-    chunks: list[bytes] = []
-    received = 0
-    with ctx.open() as stream:
-        while chunk := stream.read(READ_CHUNK_BYTES):
-            received += len(chunk)
+class _Download:
+    """The unit's bytes chunk by chunk, hashed, counted and held to the size limit on arrival."""
+
+    def __init__(self, stream: BinaryIO, ctx: UnitContext) -> None:
+        self._stream = stream
+        self._ctx = ctx
+        self._digest = hashlib.sha256()
+        self.received = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        while chunk := self._stream.read(READ_CHUNK_BYTES):
+            self.received += len(chunk)
             # The declared size can be missing or wrong, so the limit is enforced on what arrives.
-            if received > MAX_DOCUMENT_BYTES:
+            if self.received > MAX_DOCUMENT_BYTES:
                 raise _too_large(None)
-            digest.update(chunk)
-            chunks.append(chunk)
-            if ctx.size:
-                ctx.progress(_DOWNLOAD_SHARE * min(received / ctx.size, 1.0))
-    return b"".join(chunks), digest.hexdigest()
+            self._digest.update(chunk)
+            if self._ctx.size:
+                self._ctx.progress(min(self.received / self._ctx.size, 1.0))
+            yield chunk
+
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _head(chunks: Iterator[bytes]) -> bytes:
+    """The first chunk, or the first few joined when a stream returns fewer than _HEAD_BYTES."""
+    parts: list[bytes] = []
+    size = 0
+    while size < _HEAD_BYTES and (chunk := next(chunks, b"")):
+        parts.append(chunk)
+        size += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _too_large(size: int | None) -> PermanentError:
-    limit_mib = MAX_DOCUMENT_BYTES / 2**20
-    actual = f"{size / 2**20:,.1f} MiB" if size is not None else f"over {limit_mib:,.1f} MiB"
+    limit = human_bytes(MAX_DOCUMENT_BYTES)
+    actual = human_bytes(size) if size is not None else f"over {limit}"
     return PermanentError(
-        f"This document is {actual}; documents larger than {limit_mib:,.1f} MiB are not processed.",
+        f"This document is {actual}; documents larger than {limit} are not processed.",
         code="document_too_large",
         details={"limit_bytes": MAX_DOCUMENT_BYTES, "size_bytes": size},
     )
 
 
-def _parse(doc_type: DocumentType, data: bytes, ctx: UnitContext) -> _Parsed:
-    if doc_type == "pdf":
-        return _parse_pdf(data, ctx)
-    if doc_type == "binary":
-        return _Parsed("binary", None)
-    decoded = _decode(data)
-    if decoded is None:
-        return _Parsed("binary", None)
-    text, encoding = decoded
-    extra: dict[str, Scalar] = {"encoding": encoding}
+def _parse_pdf(chunks: Iterable[bytes], ctx: UnitContext) -> _Parsed:
+    # pypdf needs the whole file: one buffer, written chunk by chunk, with no joined copy.
+    document = io.BytesIO()
+    for chunk in chunks:
+        document.write(chunk)
+    ctx.stage("parsing")
+    pdf = read_pdf(document, ctx.progress)
+    extra: dict[str, Scalar] = {"pages": pdf.pages}
+    if pdf.title is not None:
+        extra["title"] = pdf.title
+    return _Parsed("pdf", pdf.text, count_text(pdf.text), extra)
+
+
+def _parse_text(
+    doc_type: DocumentType | None, chunks: Iterable[bytes], ctx: UnitContext
+) -> _Parsed:
+    if doc_type == "html":
+        # Only the visible text is kept: the markup goes through the parser as it is decoded.
+        page = VisibleText()
+        encoding = _decode(chunks, page)
+        ctx.stage("parsing")
+        page.close()
+        html_text = page.text()
+        extra: dict[str, Scalar] = {"encoding": encoding}
+        if page.title:
+            extra["title"] = page.title
+        return _Parsed("html", html_text, count_text(html_text), extra)
+    kept = KeptText()
+    extra = {"encoding": _decode(chunks, kept)}
+    ctx.stage("parsing")
+    text = kept.text()
     if doc_type == "json":
         _check_json(text)
     elif doc_type == "csv":
         extra |= _csv_shape(text)
-    elif doc_type == "html":
-        page = _VisibleText()
-        page.feed(text)
-        page.close()
-        text = page.text()
-        if page.title:
-            extra["title"] = page.title
-    return _Parsed(doc_type, text, extra)
+    return _Parsed(doc_type or "txt", text, kept.counts(), extra)
 
 
-def _decode(data: bytes) -> tuple[str, str] | None:
-    """The text and the encoding it was read with, or None when the bytes are not text."""
-    # UTF-16 is the one text encoding full of NUL bytes; only trust it when it announces itself.
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16"), "utf-16"
-        except UnicodeDecodeError:
-            return None
-    if b"\x00" in data:
-        return None
+def _decode(chunks: Iterable[bytes], sink: TextSink) -> str:
+    """Decodes the chunks into the sink; the encoding used."""
+    decoder = StreamDecoder(sink)
     try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    # Files that are not UTF-8 mostly come from Windows; cp1252 leaves five bytes undefined, and
-    # latin-1, which defines every byte, reads those rather than failing.
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
+        for chunk in chunks:
+            decoder.feed(chunk)
+        decoder.finish()
+    except NotText as exc:
+        raise UnitSkipped(
+            "This file is not a document chute can read (not text or PDF); it was skipped.",
+            code="unsupported_type",
+        ) from exc
+    return decoder.encoding
 
 
 def _check_json(text: str) -> None:
     try:
-        json.loads(text)
+        # Each object is dropped as soon as it is parsed: only validity is wanted, and a tree of
+        # Python objects takes several times the text's memory.
+        json.loads(text, object_pairs_hook=_drop)
     except json.JSONDecodeError as exc:
         raise PermanentError(
             f"This JSON file is not valid: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
@@ -199,6 +229,10 @@ def _check_json(text: str) -> None:
         ) from exc
 
 
+def _drop(_pairs: list[tuple[str, object]]) -> None:
+    return None
+
+
 def _csv_shape(text: str) -> dict[str, Scalar]:
     sample = text[:_CSV_SNIFF_CHARS]
     if len(text) > len(sample) and "\n" in sample:
@@ -210,7 +244,7 @@ def _csv_shape(text: str) -> dict[str, Scalar]:
     except csv.Error:
         dialect = csv.excel_tab if "\t" in sample and "," not in sample else csv.excel
     rows = columns = malformed = 0
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    reader = csv.reader((line.group() for line in _CSV_LINE.finditer(text)), dialect)
     while True:
         # A bad record (say, a field over csv.field_size_limit) is counted and skipped; the reader
         # carries on with the next line.
@@ -228,133 +262,3 @@ def _csv_shape(text: str) -> dict[str, Scalar]:
     if malformed:
         shape["malformed_rows"] = malformed
     return shape
-
-
-class _VisibleText(HTMLParser):
-    """The text a browser would show, one block element per line, and the document title."""
-
-    _HIDDEN = frozenset({"script", "style", "template"})
-    _CELLS = frozenset({"td", "th"})
-    _BLOCKS = frozenset(
-        {
-            "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt",
-            "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-            "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tr",
-            "ul",
-        }
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self._parts: list[str] = []
-        self._title_parts: list[str] = []
-        self._hidden_depth = 0
-        self._in_title = False
-        self.title: str | None = None
-
-    def handle_starttag(self, tag: str, _attrs: list[tuple[str, str | None]]) -> None:
-        self._boundary(tag)
-        if tag in self._HIDDEN:
-            self._hidden_depth += 1
-        elif tag == "title" and self.title is None:
-            self._in_title = True
-
-    def handle_endtag(self, tag: str) -> None:
-        self._boundary(tag)
-        if tag in self._HIDDEN:
-            self._hidden_depth = max(0, self._hidden_depth - 1)
-        elif tag == "title" and self._in_title:
-            self._in_title = False
-            # Only the first title counts: an inline SVG in the body can carry its own.
-            self.title = " ".join("".join(self._title_parts).split()) or None
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self._title_parts.append(data)
-        elif not self._hidden_depth:
-            self._parts.append(data)
-
-    def parse_marked_section(self, i: int, _report: bool = True) -> int:
-        # Python before 3.13 raises AssertionError on a "<![" it does not know. Browsers treat any
-        # "<![" in HTML content, CDATA included, as a bogus comment that ends at the next ">".
-        end = self.rawdata.find(">", i + 3)
-        return -1 if end < 0 else end + 1
-
-    def _boundary(self, tag: str) -> None:
-        # Browsers break lines at block elements and separate table cells; inline tags join words.
-        if tag in self._BLOCKS:
-            self._parts.append("\n")
-        elif tag in self._CELLS:
-            self._parts.append(" ")
-
-    def text(self) -> str:
-        lines = (" ".join(line.split()) for line in "".join(self._parts).splitlines())
-        return "\n".join(line for line in lines if line)
-
-
-def _parse_pdf(data: bytes, ctx: UnitContext) -> _Parsed:
-    # Imported here: pypdf is a tenth of a second of every cold start, and most units are no PDF.
-    from pypdf import PasswordType, PdfReader
-    from pypdf.errors import DependencyError
-
-    _check_pdf_framing(data)
-    try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        locked = reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
-    except DependencyError as exc:
-        # AES-encrypted files need the optional cryptography package even without a password.
-        raise _pdf_encrypted() from exc
-    except Exception as exc:
-        # pypdf raises many exception types on malformed input; all of them mean the same here.
-        raise _pdf_unreadable(f"{type(exc).__name__}: {exc}") from exc
-    if locked:
-        raise _pdf_encrypted()
-    texts: list[str] = []
-    try:
-        pages = reader.pages
-        for number, page in enumerate(pages, start=1):
-            texts.append(page.extract_text())
-            ctx.progress(_DOWNLOAD_SHARE + (1 - _DOWNLOAD_SHARE) * number / len(pages))
-        title = reader.metadata.title if reader.metadata is not None else None
-    except Exception as exc:
-        raise _pdf_unreadable(f"{type(exc).__name__}: {exc}") from exc
-    if not texts:
-        raise _pdf_unreadable("no pages")
-    extra: dict[str, Scalar] = {"pages": len(texts)}
-    # A damaged /Info dictionary can hold a number or a dictionary where the title belongs.
-    if isinstance(title, str) and title.strip():
-        extra["title"] = title.strip()
-    # A form feed is the customary page break in extracted text (pdftotext uses it) and
-    # counts as a line break and as whitespace, so lines and words add up across pages.
-    return _Parsed("pdf", "\f".join(texts), extra)
-
-
-def _check_pdf_framing(data: bytes) -> None:
-    """Refuse files without a PDF header or trailer before pypdf sees them.
-
-    In non-strict mode pypdf carries on past a cut-short ``%%EOF`` marker and rebuilds a broken
-    cross-reference table by scanning for objects, so a truncated file can "open" with whatever
-    pages survived. A complete file ends with a ``startxref`` offset and an ``%%EOF`` marker; a
-    truncated one almost never does.
-    """
-    if b"%PDF-" not in data[:_PDF_SLACK_BYTES]:
-        raise _pdf_unreadable("no %PDF header at the start")
-    tail = data[-_PDF_SLACK_BYTES:]
-    if b"%%EOF" not in tail or b"startxref" not in tail:
-        raise _pdf_unreadable("no end-of-file trailer")
-
-
-def _pdf_unreadable(reason: str) -> PermanentError:
-    reason = reason[:300]
-    return PermanentError(
-        f"This PDF could not be read: it looks truncated or damaged ({reason}).",
-        code="pdf_unreadable",
-        details={"reason": reason},
-    )
-
-
-def _pdf_encrypted() -> PermanentError:
-    return PermanentError(
-        "This PDF is password-protected; remove the password and upload it again.",
-        code="pdf_encrypted",
-    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-# Text nodes are joined every so many, so a page of many small nodes does not hold a string object
-# (about 50 bytes of overhead) for each of them until the end.
+# Text nodes are turned into finished lines every so many, so a page of many small nodes does not
+# hold a string object (about 50 bytes of overhead) for each until the end, nor its raw text beside
+# its finished text.
 _PARTS_PER_BATCH = 4096
 
 
@@ -29,7 +30,7 @@ class VisibleText(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self._batches: list[str] = []
+        self._finished: list[str] = []  # lines done, joined by "\n", a string per batch
         self._parts: list[str] = []
         self._title_parts: list[str] = []
         self._hidden_depth = 0
@@ -77,13 +78,24 @@ class VisibleText(HTMLParser):
     def _append(self, part: str) -> None:
         self._parts.append(part)
         if len(self._parts) >= _PARTS_PER_BATCH:
-            self._batches.append("".join(self._parts))
-            self._parts = []
+            self._finish_lines(last=False)
+
+    def _finish_lines(self, *, last: bool) -> None:
+        pending = "".join(self._parts)
+        self._parts = []
+        if not last:
+            # The text after the last "\n" may go on in the next batch.
+            cut = pending.rfind("\n") + 1
+            pending, rest = pending[:cut], pending[cut:]
+            if rest:
+                self._parts.append(rest)
+        lines = (" ".join(line.split()) for line in pending.splitlines())
+        if finished := "\n".join(line for line in lines if line):
+            self._finished.append(finished)
 
     def text(self) -> str:
         """The visible text, each line's whitespace collapsed, empty lines left out."""
-        self._batches.append("".join(self._parts))
-        whole = "".join(self._batches)
-        self._batches, self._parts = [], []
-        lines = (" ".join(line.split()) for line in whole.splitlines())
-        return "\n".join(line for line in lines if line)
+        self._finish_lines(last=True)
+        text = "\n".join(self._finished)
+        self._finished = []
+        return text

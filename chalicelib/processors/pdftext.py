@@ -66,9 +66,17 @@ def read_pdf(document: io.BytesIO, progress: Callable[[float], None]) -> PdfText
     texts: list[str] = []
     try:
         pages = reader.pages
-        for number, page in enumerate(pages, start=1):
-            texts.append(page.extract_text())
-            progress(number / len(pages))
+        count = len(pages)
+    except Exception as exc:
+        raise _pdf_unreadable(f"{type(exc).__name__}: {exc}") from exc
+    for number in range(count):
+        try:
+            texts.append(pages[number].extract_text())
+        except Exception as exc:
+            raise _pdf_unreadable(f"{type(exc).__name__}: {exc}") from exc
+        # Outside the try: the worker stops a unit whose time is up by raising from progress().
+        progress((number + 1) / count)
+    try:
         title = reader.metadata.title if reader.metadata is not None else None
     except Exception as exc:
         raise _pdf_unreadable(f"{type(exc).__name__}: {exc}") from exc
