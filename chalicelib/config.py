@@ -47,7 +47,6 @@ class WorkSettings(CoreSettings):
     progress_interval_s: float = Field(default=2.0, ge=0)
     high_priority_threshold: int = Field(default=7, ge=1, le=10)
     max_units_per_file: int = Field(default=10_000, ge=1)
-    max_member_bytes: int = Field(default=512 * 1024**2, ge=1)
 
 
 class SweeperSettings(WorkSettings):

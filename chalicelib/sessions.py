@@ -8,6 +8,13 @@ from pydantic import ValidationError
 
 from chalicelib.config import ApiSettings
 from chalicelib.errors import InvalidInput, NotFound
+from chalicelib.filetypes import (
+    ARCHIVE_EXTENSIONS,
+    DOCUMENT_EXTENSIONS,
+    MAX_DOCUMENT_BYTES,
+    extension,
+)
+from chalicelib.humanize import human_bytes
 from chalicelib.models import (
     Counts,
     CreateSessionRequest,
@@ -23,9 +30,9 @@ from chalicelib.services import Services
 from chalicelib.store import Store
 from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
 
-DOCUMENT_EXTENSIONS = frozenset(
-    {".zip", ".txt", ".md", ".markdown", ".csv", ".json", ".html", ".htm", ".pdf"}
-)
+# One type policy (chalicelib.filetypes): what may be uploaded alone is what the processor reads,
+# plus zips of such documents.
+UPLOAD_EXTENSIONS = DOCUMENT_EXTENSIONS | ARCHIVE_EXTENSIONS
 
 
 def parse_manifest(body: Any) -> CreateSessionRequest:
@@ -58,26 +65,29 @@ def check_limits(request: CreateSessionRequest, services: Services[ApiSettings])
             details={"max_files": limits.max_files, "files": len(request.files)},
         )
     for ordinal, spec in enumerate(request.files):
-        suffix = "." + spec.name.rsplit(".", 1)[-1].lower() if "." in spec.name else ""
-        if suffix not in DOCUMENT_EXTENSIONS:
+        suffix = extension(spec.name)
+        if suffix not in UPLOAD_EXTENSIONS:
             raise InvalidInput(
                 f"{spec.name!r} is not a supported file type. Supported: "
-                + ", ".join(sorted(DOCUMENT_EXTENSIONS))
+                + ", ".join(sorted(UPLOAD_EXTENSIONS))
                 + ".",
                 code="unsupported_file_type",
                 details={"ordinal": ordinal, "name": spec.name},
             )
-        if spec.size > limits.max_file_bytes:
+        # A document alone is read whole by the processor; a zip only member by member.
+        limit = limits.max_file_bytes if suffix in ARCHIVE_EXTENSIONS else MAX_DOCUMENT_BYTES
+        if spec.size > limit:
             raise InvalidInput(
-                f"{spec.name!r} is {spec.size} bytes; the limit is {limits.max_file_bytes} bytes.",
+                f"{spec.name!r} is {human_bytes(spec.size)}; the limit for this kind of file is "
+                f"{human_bytes(limit)}.",
                 code="file_too_large",
-                details={"ordinal": ordinal, "max_file_bytes": limits.max_file_bytes},
+                details={"ordinal": ordinal, "max_file_bytes": limit},
             )
     total = sum(spec.size for spec in request.files)
     if total > limits.max_session_bytes:
         raise InvalidInput(
-            f"The files add up to {total} bytes; a session takes at most "
-            f"{limits.max_session_bytes} bytes.",
+            f"The files add up to {human_bytes(total)}; a session takes at most "
+            f"{human_bytes(limits.max_session_bytes)}.",
             code="session_too_large",
             details={"max_session_bytes": limits.max_session_bytes, "bytes": total},
         )

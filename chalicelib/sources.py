@@ -46,7 +46,7 @@ class ZipMemberSource(Model):
             key=key,
             name=member.name,
             header_offset=member.header_offset,
-            end_offset=getattr(member, "end_offset", 0),
+            end_offset=member.end_offset,
             compressed_size=member.compressed_size,
             uncompressed_size=member.uncompressed_size,
             method=member.method,
@@ -54,21 +54,19 @@ class ZipMemberSource(Model):
         )
 
     def member(self) -> ZipMember:
-        fields = {
-            "index": 0,
-            "name": self.name,
-            "header_offset": self.header_offset,
-            "compressed_size": self.compressed_size,
-            "uncompressed_size": self.uncompressed_size,
-            "method": self.method,
-            "crc32": self.crc32,
-            "flags": 0,
-            "is_dir": False,
-            "encrypted": False,
-        }
-        if "end_offset" in ZipMember.__dataclass_fields__:
-            fields["end_offset"] = self.end_offset
-        return ZipMember(**fields)  # type: ignore[arg-type]
+        return ZipMember(
+            index=0,
+            name=self.name,
+            header_offset=self.header_offset,
+            compressed_size=self.compressed_size,
+            uncompressed_size=self.uncompressed_size,
+            method=self.method,
+            crc32=self.crc32,
+            flags=0,
+            is_dir=False,
+            encrypted=False,
+            end_offset=self.end_offset,
+        )
 
 
 class RowSource(Model):

@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chalicelib.errors import ChuteError, PermanentError, UnitSkipped
+from chalicelib.filetypes import MAX_DOCUMENT_BYTES, document_verdict
 from chalicelib.humanize import human_bytes
 from chalicelib.models import UnitError, UnitStatus
 from chalicelib.plans import Plan
 from chalicelib.sources import ObjectSource, UnitSource, ZipMemberSource
 from chalicelib.store.items import DeclaredFile, UnitItem
 from chalicelib.zipindex import ZipMember, read_central_directory
+from chalicelib.zipmembers import is_os_junk, member_problem
 
 if TYPE_CHECKING:
     from chalicelib.config import WorkSettings
@@ -85,7 +87,8 @@ def plan_object(
         members = [
             m
             for m in read_central_directory(size, lambda a, b: _read_range(services, key, a, b))
-            if not m.is_dir
+            # Directories and OS junk (__MACOSX/, .DS_Store …) are not units at all.
+            if not m.is_dir and not is_os_junk(m.name)
         ]
     except PermanentError as problem:
         return whole_file(problem)
@@ -101,15 +104,11 @@ def plan_object(
             )
         )
     return Plan(
-        units=[
-            _member_unit(services, key, declared, i, m, now, max_attempts)
-            for i, m in enumerate(members)
-        ]
+        units=[_member_unit(key, declared, i, m, now, max_attempts) for i, m in enumerate(members)]
     )
 
 
 def _member_unit(
-    services: Services[WorkSettings],
     key: str,
     declared: DeclaredFile,
     index: int,
@@ -117,20 +116,11 @@ def _member_unit(
     now: float,
     max_attempts: int,
 ) -> UnitItem:
-    problem: PermanentError | None = None
-    if member.encrypted:
-        problem = PermanentError("This file is encrypted inside the zip.", code="zip_encrypted")
-    elif member.method not in (0, 8):
-        problem = PermanentError(
-            f"This file uses zip compression method {member.method}; only stored and deflate "
-            "are supported.",
-            code="zip_unsupported_method",
-        )
-    elif member.uncompressed_size > services.settings.max_member_bytes:
-        problem = PermanentError(
-            f"This file is {human_bytes(member.uncompressed_size)} uncompressed; the limit is "
-            f"{human_bytes(services.settings.max_member_bytes)}.",
-            code="member_too_large",
+    problem: ChuteError | None = member_problem(member, max_bytes=MAX_DOCUMENT_BYTES)
+    if problem is None and document_verdict(member.name) == "unsupported":
+        problem = UnitSkipped(
+            "chute reads text documents and PDFs; this kind of file was skipped.",
+            code="unsupported_type",
         )
     return new_unit(
         declared,

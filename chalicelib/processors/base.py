@@ -102,7 +102,6 @@ class Registry:
         name: str,
         *,
         spans: Mapping[Stage, tuple[float, float]] = DEFAULT_SPANS,
-        match: object = None,  # noqa: ARG002 accepted until the documents processor stops passing it
     ) -> Callable[[ProcessorFn], ProcessorFn]:
         def register(fn: ProcessorFn) -> ProcessorFn:
             if name in self._processors:

@@ -217,3 +217,33 @@ def test_a_request_without_a_valid_token_is_a_401(stack: Stack) -> None:
 
     assert response.status_code == 401
     assert json.loads(response.body)["error"]["code"] == "token_malformed"
+
+
+def test_a_finder_zip_has_no_junk_units_and_a_picture_is_skipped_not_completed(
+    stack: Stack,
+) -> None:
+    archive = zip_of(
+        {
+            "report/notes.txt": b"real words here",
+            "report/photo.png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
+            "__MACOSX/report/._notes.txt": b"\x00\x05\x16\x07AppleDouble",
+            "report/.DS_Store": b"\x00\x00\x00\x01Bud1",
+            "../escape.txt": b"outside",
+        }
+    )
+    sid = stack.create([("finder.zip", archive)])["session_id"]
+
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert summary["total"] == 3
+    assert (summary["counts"]["completed"], summary["counts"]["skipped"]) == (1, 1)
+    assert summary["counts"]["failed"] == 1
+    _, files = stack.get(f"/sessions/{sid}/files")
+    assert [(r["name"], r["status"], (r["error"] or {}).get("code")) for r in files["items"]] == [
+        ("report/notes.txt", "completed", None),
+        ("report/photo.png", "skipped", "unsupported_type"),
+        ("../escape.txt", "failed", "zip_unsafe_path"),
+    ]
+    assert summary["status"] == "completed_with_errors"
+    assert len(stack.emails()) == 1

@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import zipfile
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
 from chalicelib.errors import PermanentError
-from chalicelib.processors import Stage
 from chalicelib.processors.documents import extract_document
 from chute_cli.samples import KINDS, MIB, SampleInfo, ensure_documents_zip, make_documents_zip
-
-
-@dataclass
-class MemberContext:
-    """A UnitContext over one zip member, enough to run the document processor on it."""
-
-    data: bytes
-    name: str
-    content_type: str = ""
-    size: int | None = None
-    session_id: str = "s-test"
-    ordinal: str = "000001"
-
-    def stage(self, name: Stage) -> None:
-        pass
-
-    def progress(self, fraction: float) -> None:
-        pass
-
-    def open(self) -> BinaryIO:
-        return io.BytesIO(self.data)
+from tests.unit.test_documents import context
 
 
 def processor_rejects(data: bytes, name: str) -> bool:
     try:
-        extract_document(MemberContext(data=data, name=name, size=len(data)))
+        extract_document(context(data, name))
     except PermanentError:
         return True
     return False
