@@ -1,4 +1,8 @@
-"""Every bench runs in its small mode and prints its one JSON line with the fields a reader needs.
+"""Every bench runs in its small mode, prints its one JSON line, and its numbers hold real bounds.
+
+Counts (requests, units, GETs, bytes of the zip read, capacity units from bench.capacity's
+accounting) are deterministic and asserted exactly, derived from what the code does. Times and
+memory are asserted with wide margins (a shared 2-core machine), but every bound can fail.
 
 The chute benches are called in this process through their `main(argv)`; the moto_* benches
 install and uninstall moto patches process-wide, so they run as their own processes.
@@ -6,10 +10,13 @@ install and uninstall moto patches process-wide, so they run as their own proces
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +24,20 @@ import pytest
 
 from bench import capacity, cold_start, fanout_large_zip, pipeline_requests, status_read_cost
 from chalicelib.log import logger
+from chalicelib.store.keys import COUNTER_SHARDS, counter_sk, shard_of
+from chalicelib.zipindex import read_central_directory
 from chute_cli.samples import make_documents_zip
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# The fan-out lists a zip with one ranged GET of its tail (64 KiB + the end record); a central
+# directory of a few members lies inside it, so that GET is the only one and reads exactly this.
+ZIP_TAIL_BYTES: int = inspect.signature(read_central_directory).parameters["tail_bytes"].default
+# A status read is one eventually consistent Query of the session's META partition: META and at
+# most COUNTER_SHARDS counter shards, about 0.4 KB + 16 x 0.14 KB: one 4 KB block at half a unit.
+STATUS_READ_RCU = capacity.read_units([3 * capacity.KB], consistent=False, per_item=False)
+# A unit item of a tiny text member is ~470 bytes pending and ~730 completed; never under this.
+MIN_UNIT_ITEM_BYTES = 400
 
 
 @pytest.fixture(autouse=True)
@@ -42,91 +60,7 @@ def one_json_line(text: str) -> dict[str, Any]:
     return result
 
 
-def test_capacity_reports_units_per_unit_and_per_status_read(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    capacity.main(["--quick"])
-    result = one_json_line(capsys.readouterr().out)
-    assert result["units"] == 12
-    assert result["status"] == "completed"
-    assert result["per_unit"]["all"]["wcu"] > 0
-    assert result["status_read"]["rcu"] > 0
-    assert "final item sizes" in result["wcu_estimated_from"]
-
-
-def test_status_read_cost_compares_chute_with_the_naive_query(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    status_read_cost.main(["--quick"])
-    result = one_json_line(capsys.readouterr().out)
-    assert [r["units"] for r in result["by_units"]] == [10, 100]
-    for row in result["by_units"]:
-        assert row["naive_counts_match_chute"]
-        assert row["chute"]["dynamodb_requests"] >= 1
-        assert row["naive"]["read_units"] >= row["chute"]["read_units"]
-    assert result["chute_identical_across_units"]
-    assert result["read_unit_ratio_naive_over_chute"]["ratio"] > 1
-
-
-def test_fanout_large_zip_measures_the_handler_in_its_own_process(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    # Smaller than --quick: the archive is generated afresh for every test run.
-    fanout_large_zip.main(["--size-mb", "2", "--files", "10", "--cache-dir", str(tmp_path)])
-    result = one_json_line(capsys.readouterr().out)
-    assert result["units"] == 10
-    fanout = result["fanout"]
-    assert fanout["batch_item_failures"] == 0
-    assert fanout["s3_get_requests"] >= 1
-    assert 0 < fanout["s3_bytes_read"] < result["zip_bytes"]
-    assert 0 < fanout["rss_baseline_mb"] <= fanout["rss_peak_mb"]
-    assert set(result["goals"]) == {"s3_bytes_read_lt_1mb", "s3_gets_le_2", "rss_peak_lt_128mb"}
-
-
-def test_cold_start_times_the_imports(capsys: pytest.CaptureFixture[str]) -> None:
-    cold_start.main(["--quick", "--no-package"])
-    result = one_json_line(capsys.readouterr().out)
-    imports = result["imports"]
-    assert imports["import_boto3_s"] > 0
-    assert imports["import_app_s"] > 0
-    assert imports["ratio_app_over_boto3"] > 0
-    assert imports["app_importtime_self_us_by_package"]
-    assert result["package"] is None
-
-
-def test_cold_start_estimates_the_package_from_the_installed_requirements() -> None:
-    estimate = cold_start.estimate_package()
-    names = [name for name, _size in estimate["top_entries_compressed_bytes"]]
-    assert "chalicelib" in names
-    assert "pydantic_core" in names
-    assert "boto3" not in names
-    assert estimate["deployment_zip_bytes"] > 0
-
-
-def test_pipeline_requests_counts_requests_per_unit(tmp_path: Path) -> None:
-    # run() rather than main(): the script leaves chute's log lines on its stdout.
-    sample = make_documents_zip(tmp_path / "bench.zip", files=6, size_mb=0.2, corrupt=0)
-    result = pipeline_requests.run(sample.path, sample.bytes)
-    json.dumps(result)
-    assert result["units"] == 6
-    assert result["status"] == "completed"
-    assert result["fanout"]["s3_get_requests"] >= 1
-    assert result["per_unit"]["dynamodb"]["all"] > 0
-
-
-@pytest.mark.parametrize(
-    ("module", "args", "fields"),
-    [
-        ("moto_ddb_transact", ["--items", "50", "--repeat", "1"], ["transact_ms_after"]),
-        ("moto_sqs_receive", ["--queued", "50", "--repeat", "1"], ["receive_ms_after"]),
-        ("moto_server_request", ["--requests", "5"], ["request_ms_after"]),
-        ("hot_items", ["--units", "20"], ["busiest_item_wcu_per_s", "unsharded_meta_wcu_per_s"]),
-        ("throughput", ["--sizes", "5", "10"], ["time_per_unit_ratio_largest_to_smallest"]),
-    ],
-)
-def test_benches_run_as_processes_with_small_parameters(
-    module: str, args: list[str], fields: list[str]
-) -> None:
+def run_bench_process(module: str, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{module}", *args],
         cwd=ROOT,
@@ -135,6 +69,294 @@ def test_benches_run_as_processes_with_small_parameters(
         timeout=120,
         check=True,
     )
-    result = one_json_line(done.stdout)
-    for name in fields:
-        assert result[name] >= 0
+    return one_json_line(done.stdout)
+
+
+# ---- what chute asks of AWS, derived from the code -----------------------------------------
+def shards_used(units: int) -> int:
+    """The counter shards a one-file session of `units` units counts on (file 0)."""
+    return len({shard_of(0, index) for index in range(units)})
+
+
+def fan_out_requests(units: int) -> Counter[str]:
+    """on_upload for a one-file zip of `units` members: central directory in the tail, plan
+    inline on the declared-file item (under 32 KB), one SendMessageBatch per 10 units."""
+    return Counter(
+        {
+            "s3.GetObject": 1,  # the tail: end record and central directory
+            "dynamodb.GetItem": 3,  # the declared file and META; finish_fan_out: the file again
+            "dynamodb.TransactWriteItems": 1,  # claim_file: declared file, META, the shards
+            "dynamodb.BatchWriteItem": math.ceil(units / 25),  # the unit items
+            # finish_fan_out then puts every unit again, only_new: each condition fails.
+            "dynamodb.PutItem": units,
+            "dynamodb.Query": 2,  # units_of_file; complete_if_done's load_session
+            "dynamodb.UpdateItem": 1,  # mark_file_sent
+            "sqs.SendMessageBatch": math.ceil(units / 10),
+        }
+    )
+
+
+def worker_requests(units: int) -> Counter[str]:
+    """The workers of those units, run to completion (each unit well under progress_interval_s,
+    so no progress write)."""
+    shards = shards_used(units)
+    return Counter(
+        {
+            # Claim and finish per unit; a shard's last unit first tries the finish on the
+            # condition "not the last" (cancelled), then unconditionally; claim_completion.
+            "dynamodb.TransactWriteItems": 2 * units + shards + 1,
+            # complete_if_done after each shard's last unit; notify_completion's load_session.
+            "dynamodb.Query": shards + 1,
+            "dynamodb.UpdateItem": 2,  # claim_event, record_event_sent
+            "dynamodb.PutItem": 1,  # the notification item
+            "s3.GetObject": units,  # each member, one ranged GET
+            "s3.PutObject": units,  # each result
+            "sns.Publish": 1,
+        }
+    )
+
+
+def dynamodb_per_unit(requests: Counter[str], units: int) -> dict[str, float]:
+    """As bench.capacity reports `by_operation`: DynamoDB operations, requests per unit."""
+    return {
+        name.split(".", 1)[1]: round(n / units, 3)
+        for name, n in requests.items()
+        if name.startswith("dynamodb.")
+    }
+
+
+# ---- the chute benches, in this process ----------------------------------------------------
+def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    capacity.main(["--quick"])
+    result = one_json_line(capsys.readouterr().out)
+    units, shards = 12, shards_used(12)
+    assert (result["units"], result["status"]) == (units, "completed")
+    assert "final item sizes" in result["wcu_estimated_from"]
+
+    status_read = result["status_read"]
+    assert status_read["by_operation"] == {
+        "Query": {"requests": 1.0, "rcu": STATUS_READ_RCU, "wcu": 0.0, "wcu_index": 0.0}
+    }
+    assert status_read["approximations"] == {}
+
+    fanout, workers, every = (result["per_unit"][p] for p in ("fanout", "workers", "all"))
+    requests = {op: usage["requests"] for op, usage in fanout["by_operation"].items()}
+    assert requests == dynamodb_per_unit(fan_out_requests(units), units)
+    requests = {op: usage["requests"] for op, usage in workers["by_operation"].items()}
+    assert requests == dynamodb_per_unit(worker_requests(units), units)
+    # Every cancelled "not the last in its shard" finish is kept out of the totals, estimated
+    # beside them at one unit for the unit item and one for its shard.
+    assert fanout["approximations"] == {}
+    assert workers["approximations"] == {
+        "cancelled_transactions": shards,
+        "wcu_cancelled_transactions_estimate": 2 * shards,
+    }
+
+    # Reads: every worker read is a strongly consistent Query of the META partition, one block.
+    assert workers["rcu"] == workers["by_operation"]["Query"]["requests"]
+    # Writes. Unit items (~0.8 KB), shards, META and the notification are each under 1 KB: the
+    # workers write 4 units per claim and 4 per finish (unit + shard, doubled in a
+    # transaction), 2 x (META + 16 shard checks) to claim completion, 1 notification item and
+    # 2 META updates.
+    worker_wcu = 8 * units + 2 * (1 + COUNTER_SHARDS) + 1 + 2
+    assert workers["wcu"] == round(worker_wcu / units, 3)
+    # The fan-out: the batch of units, the failed conditional re-puts (1 each), claim_file over
+    # the declared file (7 KB: it carries the inline plan), META and the new shards, doubled;
+    # mark_file_sent rewrites the declared file (7 KB).
+    declared_kb = 7
+    fan_out_wcu = units + units + 2 * (declared_kb + 1 + shards) + declared_kb
+    assert fanout["wcu"] == round(fan_out_wcu / units, 3)
+    # Together, and the reads and index writes (each unit enters and leaves the lease list):
+    # identical over repeated runs; the nearest block edge is the declared file (7,003 B).
+    assert (every["wcu"], every["wcu_index"], every["rcu"]) == (17.0, 3.917, 1.667)
+
+
+def test_status_read_cost_is_one_query_at_any_size_and_the_naive_read_grows_with_units(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status_read_cost.main(["--quick"])
+    result = one_json_line(capsys.readouterr().out)
+    rows = result["by_units"]
+    assert [(r["units"], r["units_state"], r["status"]) for r in rows] == [
+        (10, "completed", "completed"),
+        (100, "pending", "processing"),
+    ]
+    for row in rows:
+        chute, naive = row["chute"], row["naive"]
+        assert row["naive_counts_match_chute"]
+        assert {k: chute[k] for k in ("operations", "read_units", "read_units_stable")} == {
+            "operations": {"Query": 1},
+            "read_units": STATUS_READ_RCU,
+            "read_units_stable": True,
+        }
+        assert chute["dynamodb_requests"] == 1
+        # The naive side: one page (well under 1 MB) of every unit item, billed by its bytes.
+        assert naive["operations"] == {"Query": 1}
+        assert naive["read_units_stable"]
+        assert naive["read_units"] == capacity.read_units(
+            [naive["bytes_read"]], consistent=False, per_item=False
+        )
+        # A unit item holds its keys, name, status, source and times; under 1 KB, one write
+        # unit per write.
+        assert MIN_UNIT_ITEM_BYTES <= naive["bytes_per_unit"] < capacity.KB
+        floor = capacity.read_units(
+            [row["units"] * MIN_UNIT_ITEM_BYTES], consistent=False, per_item=False
+        )
+        assert naive["read_units"] >= floor
+    assert result["chute_identical_across_units"]
+    # At 100 units the naive read is at least 100 x 400 B = 10 blocks: 5 units vs 0.5.
+    largest = rows[-1]
+    ratio = result["read_unit_ratio_naive_over_chute"]
+    assert ratio["units"] == 100
+    assert ratio["ratio"] == round(largest["naive"]["read_units"] / STATUS_READ_RCU, 1)
+    assert ratio["ratio"] >= 10
+    assert ratio["goal"] == status_read_cost.GOAL_RATIO
+    assert ratio["met"] == (ratio["ratio"] >= ratio["goal"])
+    # Times (moto in-process): chute's one Query beats reading 100 items (~14 vs ~250 ms).
+    assert largest["chute"]["median_ms"] < largest["naive"]["median_ms"]
+
+
+def test_fanout_of_a_ten_member_zip_reads_only_its_tail_in_one_get_within_the_memory_goal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Smaller than --quick: the archive is generated afresh for every test run.
+    fanout_large_zip.main(["--size-mb", "2", "--files", "10", "--cache-dir", str(tmp_path)])
+    result = one_json_line(capsys.readouterr().out)
+    # The bench stops after the fan-out: units made, none run.
+    assert (result["members"], result["units"], result["session_status"]) == (
+        10,
+        10,
+        "processing",
+    )
+    assert result["zip_bytes"] > ZIP_TAIL_BYTES
+    fanout = result["fanout"]
+    assert fanout["batch_item_failures"] == 0
+    assert fanout["requests"] == dict(fan_out_requests(10))
+    assert fanout["s3_get_requests"] == 1
+    assert fanout["s3_bytes_read"] == ZIP_TAIL_BYTES
+    # Memory: ~50 MB after the imports, ~71 MB at the peak (the handler's AWS clients).
+    assert 0 < fanout["rss_baseline_mb"] < fanout["rss_peak_mb"] < fanout_large_zip.GOAL_RSS_MB
+    assert fanout["rss_peak_mb"] - fanout["rss_baseline_mb"] < 40
+    assert fanout["handler_s"] < 10  # ~0.35 s
+    assert result["goals"] == {
+        "s3_bytes_read_lt_1mb": True,
+        "s3_gets_le_2": True,
+        "rss_peak_lt_128mb": True,
+    }
+
+
+def test_cold_start_app_import_stays_within_a_few_boto3_imports_and_pdf_parsing_stays_lazy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Three runs, not --quick's two: a median that one slow interpreter start cannot move.
+    cold_start.main(["--runs", "3", "--no-package"])
+    result = one_json_line(capsys.readouterr().out)
+    assert result["package"] is None
+    imports = result["imports"]
+    assert imports["runs"] == 3
+    assert imports["goal_ratio"] == cold_start.GOAL_RATIO
+    assert imports["met"] == (imports["ratio_app_over_boto3"] <= cold_start.GOAL_RATIO)
+    # ~0.45 s vs ~0.2 s, 2.2-2.3x (the goal is 1.5x); 3.5x would be another ~0.25 s of imports.
+    assert imports["import_boto3_s"] > 0
+    assert 0 < imports["ratio_app_over_boto3"] < 3.5
+    packages = [name for name, _us in imports["app_importtime_self_us_by_package"]]
+    assert len(packages) == 8
+    assert {"chalicelib", "pydantic", "botocore"} <= set(packages)
+    # pypdf (~75 ms of imports, it would rank near the top) is imported by the PDF processor.
+    assert "pypdf" not in packages
+
+
+def test_cold_start_package_estimate_leaves_boto3_to_the_runtime_and_stays_small() -> None:
+    estimate = cold_start.estimate_package()
+    names = [name for name, _size in estimate["top_entries_compressed_bytes"]]
+    assert "chalicelib" in names
+    assert "pydantic_core" in names
+    assert not {"boto3", "botocore", "s3transfer"} & set(names)
+    # ~4.7 MB; botocore alone would add several MB; Lambda's zipped limit is 50 MB.
+    assert 2**20 < estimate["deployment_zip_bytes"] < 10 * 2**20
+
+
+def test_pipeline_requests_counts_exactly_what_the_fan_out_and_the_workers_ask_of_aws(
+    tmp_path: Path,
+) -> None:
+    # run() rather than main(): the script leaves chute's log lines on its stdout.
+    sample = make_documents_zip(tmp_path / "bench.zip", files=6, size_mb=0.2, corrupt=0)
+    result = pipeline_requests.run(sample.path, sample.bytes)
+    json.dumps(result)
+    units = 6
+    assert (result["units"], result["status"]) == (units, "completed")
+    assert result["fanout"]["s3_get_requests"] == 1
+    assert result["fanout"]["s3_bytes_read"] == min(sample.bytes, ZIP_TAIL_BYTES)
+    # POST /sessions (declared files, then META) and the closing GET /sessions/{id} besides.
+    around = Counter({"dynamodb.BatchWriteItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 1})
+    expected = fan_out_requests(units) + worker_requests(units) + around
+    assert result["requests"] == dict(expected)
+    dynamodb = sum(n for name, n in expected.items() if name.startswith("dynamodb."))
+    assert result["per_unit"]["dynamodb"]["all"] == round(dynamodb / units, 3)  # 7.667
+    assert result["per_unit"]["sqs"]["all"] == round(1 / units, 3)
+
+
+# ---- the benches that run as their own processes -------------------------------------------
+def test_moto_ddb_transact_patch_beats_moto_as_shipped_on_a_500_item_table() -> None:
+    result = run_bench_process("moto_ddb_transact", "--items", "500", "--repeat", "3")
+    assert result["items"] == 500
+    # moto copies the whole table for rollback (~30 ms at 500 items); the patch, touched items
+    # only (~5 ms, at any size).
+    assert result["transact_ms_after"] < result["transact_ms_before"] / 2
+    assert result["cancelled_transact_ms_after"] < result["cancelled_transact_ms_before"] / 2
+    assert 0 < result["transact_ms_after"] < 100
+
+
+def test_moto_sqs_receive_patch_beats_moto_as_shipped_with_50_queued() -> None:
+    result = run_bench_process("moto_sqs_receive", "--queued", "50", "--repeat", "3")
+    assert result["queued"] == 50
+    # moto scans the queue per receive (~45 ms at 50 queued); the patch's index, ~3 ms.
+    assert result["receive_ms_after"] < result["receive_ms_before"] / 2
+    assert result["send_batch_ms_after"] < result["send_batch_ms_before"]  # ~2.5 vs ~14 ms
+    assert 0 < result["delete_batch_ms_after"] < 100
+
+
+def test_moto_server_request_round_trips_in_milliseconds_both_ways() -> None:
+    result = run_bench_process("moto_server_request", "--requests", "5")
+    assert result["requests"] == 5
+    # ~3-8 ms per GetQueueAttributes over localhost HTTP, cached routing or not.
+    assert 0 < result["request_ms_after"] < 100
+    assert 0 < result["request_ms_before"] < 100
+
+
+def test_hot_items_busiest_item_is_a_counter_shard_within_the_per_item_limit() -> None:
+    units = 20
+    result = run_bench_process("hot_items", "--units", str(units))
+    assert result["units"] == units
+    # Each shard takes claim_file's add, a claim and a finish per unit and, for its last unit,
+    # the cancelled "not the last" finish: 2k + 2 writes, all transactional (2 WCU each).
+    per_shard = Counter(shard_of(0, index) for index in range(units))
+    most = max(per_shard.values())
+    busiest = {counter_sk(shard) for shard, n in per_shard.items() if n == most}
+    assert result["busiest_item"] in busiest
+    assert result["busiest_writes_per_unit"] == round((2 * most + 2) / units, 4)
+    wcu_per_s = 2 * (2 * most + 2) / units * result["units_per_s_assumed"]
+    assert result["busiest_item_wcu_per_s"] == round(wcu_per_s, 1)  # 600 at 20 units
+    # META: created, claim_file, claim_completion, claim_event, record_event_sent.
+    assert result["meta_writes_per_unit"] == round(5 / units, 4)
+    assert result["within_limit"]
+    assert (result["unsharded_meta_wcu_per_s"], result["unsharded_within_limit"]) == (6000, False)
+
+
+def test_throughput_completes_each_session_and_notifies_within_seconds() -> None:
+    result = run_bench_process("throughput", "--sizes", "5", "10")
+    runs = result["runs"]
+    assert [(r["units"], r["status"]) for r in runs] == [(5, "completed"), (10, "completed")]
+    for run in runs:
+        # The last finisher claims completion itself (~0.05-0.1 s, up to ~0.3 s under load; the
+        # goal is 1 s): the sweeper, every 60 s, would be far later. The email goes through the
+        # outbox (~0.1-0.4 s, up to ~1.1 s under load).
+        assert 0 <= run["last_finish_to_done_s"] < 2
+        assert 0 <= run["last_finish_to_email_s"] < 5
+    # ~4.2 s for 10 units (2.4 units/s, 4 worker threads); ~14 s on a machine three times
+    # oversubscribed. A unit waiting out a visibility timeout or the sweeper would take minutes.
+    assert runs[-1]["elapsed_s"] < 40
+    # 0.9-1.1x at these sizes, where a unit's fixed costs dominate.
+    assert 0 < result["time_per_unit_ratio_largest_to_smallest"] < 2
