@@ -2,7 +2,8 @@
 
 How a text batch is told apart (the bytes decide, never the name):
 - its first line holds a cell equal to the prompt column (case and spaces aside) → a CSV table,
-  even of one column: a file whose first line is `prompt` has a header, not a first prompt;
+  even of one column: a file whose first line is `prompt` has a header, not a first prompt, and
+  its commas are part of the prompts (quoted cells are unquoted as in any CSV);
 - its first line has no delimiter (comma, semicolon, tab) → one prompt per line;
 - its first line is delimited, reads as a header (no cell after the first starts with a space, as
   prose does after a comma) and the next lines have as many fields (up to 5 looked at) → a table
@@ -29,6 +30,7 @@ from chalicelib.batch.xlsxrows import sheet_rows
 
 _DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 _LOOKAHEAD = 5
+_ONE_COLUMN = "\x1f"  # a delimiter no prompt holds: the ASCII unit separator
 # A cell may be as long as the whole batch; the prompt column's own limit is checked per row.
 csv.field_size_limit(MAX_BATCH_BYTES + 1)
 
@@ -51,7 +53,12 @@ def parse_batch(
         return _lines("txt", text, encoding)
     records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     return _table(
-        "csv", records, prompt_column, encoding=encoding, dialect=_DELIMITERS[delimiter], sheet=None
+        "csv",
+        records,
+        prompt_column,
+        encoding=encoding,
+        dialect=_DELIMITERS.get(delimiter),
+        sheet=None,
     )
 
 
@@ -84,6 +91,9 @@ def _delimiter(text: str, prompt_column: str) -> str | None:
     """The CSV delimiter, or None for a text batch (see the module's rules)."""
     first_line = text.split("\n", 1)[0]
     wanted = prompt_column.strip().casefold()
+    if first_line.strip().strip('"').strip().casefold() == wanted:
+        # One column: its cells may hold commas; quoted ones (multi-line) are still unquoted.
+        return _ONE_COLUMN
     candidates = sorted(_DELIMITERS, key=lambda d: -first_line.count(d))
     for delimiter in candidates:
         header = _first_record(text, delimiter)
