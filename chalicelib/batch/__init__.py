@@ -17,8 +17,8 @@ from chalicelib.batch.limits import (
     BatchRow,
     ParsedBatch,
 )
+from chalicelib.batch.parse import parse_batch, rows_from_prompts, rows_from_text
 from chalicelib.batch.rowsfile import read_row, rows_jsonl
-from chalicelib.batch.tables import parse_batch, rows_from_prompts, rows_from_text
 
 __all__ = [
     "MAX_BATCH_BYTES",

@@ -8,7 +8,6 @@ import zipfile
 from typing import Literal
 
 from chalicelib.batch.limits import BatchRejected
-from chalicelib.processors.textdecode import KeptText, NotText, StreamDecoder
 
 # Magic numbers of what people send by mistake, and how to call them in a message.
 _MAGIC = (
@@ -54,7 +53,14 @@ def kind_of(data: bytes) -> Literal["xlsx", "text"]:
 
 def decode(data: bytes) -> tuple[str, str]:
     """The text and the encoding it was read in: a byte order mark is believed, UTF-8 is tried
-    next, then the detector the documents processor uses (chalicelib.processors.textdecode)."""
+    next, then the detector the documents processor uses (chalicelib.processors.textdecode:
+    charset-normalizer over a bounded sample, limited to the code pages people send, cp1252 when
+    it cannot tell).
+
+    Imported here, not at the top: chalicelib.processors imports every processor, the prompts
+    one imports this package, and this package must import on its own (the API uses it)."""
+    from chalicelib.processors.textdecode import KeptText, NotText, StreamDecoder
+
     if data.startswith(codecs.BOM_UTF8):
         try:
             return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "utf_8_sig"

@@ -7,6 +7,7 @@ import csv
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -81,7 +82,7 @@ def test_windows_1252_is_read_when_the_bytes_are_not_utf8() -> None:
 
 def test_a_text_file_is_one_prompt_per_line_blank_lines_skipped_and_counted() -> None:
     batch = parse_batch(b"Write a poem, please\r\n\r\n  \nTell a story, briefly\n")
-    assert (batch.kind, batch.columns, batch.blank_skipped) == ("txt", [], 3)
+    assert (batch.kind, batch.columns, batch.blank_skipped) == ("txt", [], 2)
     assert batch.rows == [
         BatchRow(1, "Write a poem, please", {}),
         BatchRow(4, "Tell a story, briefly", {}),
@@ -113,14 +114,21 @@ def test_another_prompt_column_can_be_chosen() -> None:
         (b"%PDF-1.7\n", "not_a_batch_file", {"looks_like": "a PDF document"}),
         (files.docx_like(), "not_a_batch_file", {"looks_like": "a Word document"}),
         (b"ab\x00\x01\x02cd" * 10, "not_a_batch_file", {"looks_like": "binary data"}),
-        (b"prompt,extra\n", "header_only", {}),
-        (b"prompt\n\n \n", "no_prompts", {}),
+        (b"prompt,extra\n", "header_only", {"columns": ["prompt", "extra"]}),
+        (b"prompt\n\n \n", "header_only", {"columns": ["prompt"]}),
+        (b"prompt,b\n,x\n ,y\n", "no_prompts", {}),
+        (b"Topic\tTone\nCats\twarm\nDogs\tdry\n", "no_prompt_column", None),
         (
             b"a,b\n1,2\n3,4\n",
             "no_prompt_column",
             {"prompt_column": "prompt", "columns": ["a", "b"]},
         ),
         (b"prompt,b\nx,y\nx,y,z\n", "csv_malformed", {"row": 3, "cells": 3, "columns": 2}),
+        (
+            b"prompt,note\nok," + b"n" * (MAX_PROMPT_CHARS + 1) + b"\n",
+            "prompt_too_long",
+            {"row": 2, "column": "note", "chars": MAX_PROMPT_CHARS + 1, "max_chars": 32_000},
+        ),
         (files.numbered(1001), "too_many_prompts", {"max_prompts": 1000}),
         (
             files.just_over(MAX_BATCH_BYTES),
@@ -150,6 +158,108 @@ def test_a_bad_batch_is_refused_with_a_stable_code_and_where(
     assert error.http_status == 400
 
 
+def test_rows_file_cells_past_the_header_are_tolerated_only_when_empty() -> None:
+    batch = parse_batch(b"prompt,b,,\nx,y,,\nz\n")
+    assert (batch.columns, batch.rows) == (
+        ["prompt", "b"],
+        [BatchRow(2, "x", {"b": "y"}), BatchRow(3, "z", {"b": ""})],
+    )
+
+
+def test_header_names_that_collide_with_a_suffix_stay_distinct() -> None:
+    batch = parse_batch(b"prompt,id (2),id,ID\nx,a,b,c\n")
+    assert batch.columns == ["prompt", "id (2)", "id", "ID (3)"]
+    assert batch.rows == [BatchRow(2, "x", {"id (2)": "a", "id": "b", "ID (3)": "c"})]
+
+
+def test_windows_1252_table_with_the_euro_sign_and_smart_quotes() -> None:
+    batch = parse_batch(files.cp1252_csv())
+    assert (batch.kind, batch.encoding, batch.dialect) == ("csv", "cp1252", "comma")
+    assert batch.rows == [
+        BatchRow(2, "Café crème — “quoted”", {"note": "5 €"}),
+        BatchRow(3, "À bientôt", {"note": "naïve"}),
+    ]
+
+
+def test_quoted_fields_span_lines_and_keep_commas_and_quotes() -> None:
+    batch = parse_batch(files.multiline_csv())
+    assert batch.rows == [
+        BatchRow(2, 'Say "hi",\nthen, on a new line, "bye"', {"tone": "warm, dry"}),
+        BatchRow(3, "ok", {"tone": ""}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Write a poem, please\nTell a story, briefly\n",
+        "Summarise this; keep it short\nList three ideas, then pick one\n",
+        "Explain rain.\nWhy is the sky blue, really?\n",
+        "Hello,world\n",  # one line: nothing to check a header against
+    ],
+)
+def test_prose_with_commas_is_one_prompt_per_line(text: str) -> None:
+    batch = parse_batch(text.encode())
+    assert (batch.kind, batch.dialect) == ("txt", None)
+    assert [r.prompt for r in batch.rows] == text.splitlines()
+
+
+def test_a_one_column_table_keeps_the_commas_of_its_prompts() -> None:
+    batch = parse_batch(b"Prompt\nWrite a poem, please\nTell a story; briefly\n")
+    assert (batch.kind, batch.columns, batch.dialect) == ("csv", ["Prompt"], None)
+    assert [r.prompt for r in batch.rows] == ["Write a poem, please", "Tell a story; briefly"]
+
+
+def test_a_text_file_with_lone_carriage_returns_and_no_final_newline() -> None:
+    batch = parse_batch(b"one\rtwo\r\rthree")
+    assert (batch.rows, batch.blank_skipped) == (
+        [BatchRow(1, "one", {}), BatchRow(2, "two", {}), BatchRow(4, "three", {})],
+        1,
+    )
+
+
+def test_a_2_mb_line_is_refused_quickly() -> None:
+    import time
+
+    started = time.perf_counter()
+    assert rejected(b"prompt\n" + b"z" * 2_000_000).code == "prompt_too_long"
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("maker", "reason"),
+    [
+        (lambda: files.wide_row_sheet(16_385), "a row holds over 16384 cells"),
+        (lambda: files.far_row_sheet(2_000_000), "row numbers past 1048576"),
+        (lambda: files.shared_strings_bomb(20), "holds over 100000 strings"),
+        (lambda: files.shared_strings_bomb(80), "xl/sharedStrings.xml unpacks to"),
+        (files.billion_laughs, "EntitiesForbidden"),
+    ],
+)
+def test_hostile_workbooks_are_refused_before_they_cost_memory_or_time(
+    maker: Callable[[], bytes], reason: str
+) -> None:
+    import time
+
+    data = maker()
+    started = time.perf_counter()
+    error = rejected(data)
+    assert error.code == "xlsx_unreadable"
+    assert reason in error.details["reason"]
+    assert time.perf_counter() - started < 5.0
+
+
+def test_a_workbook_value_past_the_header_names_its_row() -> None:
+    error = rejected(files.xlsx({"S": [["prompt", "b"], ["x", "y", None, "stray"]]}))
+    assert (error.code, error.details) == ("csv_malformed", {"row": 2, "cells": 4, "columns": 2})
+    assert "column 4" in error.message
+
+
+def test_a_workbook_rows_far_apart_count_the_blank_rows_between() -> None:
+    batch = parse_batch(files.far_row_sheet(1_000))
+    assert (batch.rows, batch.blank_skipped) == ([BatchRow(1000, "x", {})], 998)
+
+
 def test_exactly_1000_prompts_are_accepted() -> None:
     assert len(parse_batch(files.numbered(1000)).rows) == 1000
 
@@ -163,7 +273,7 @@ def test_an_xlsx_sheet_gives_cached_formula_values_and_cells_as_people_read_them
             "Prompts": [
                 ["Prompt", "n", "when", "ok"],
                 ["hello", 42.0, datetime.datetime(2026, 12, 3), True],
-                ["placeholder", 0.5, None, None],
+                ["placeholder", 0.1 + 0.2, None, None],
             ],
         }
     )
@@ -176,7 +286,7 @@ def test_an_xlsx_sheet_gives_cached_formula_values_and_cells_as_people_read_them
     )
     assert batch.rows == [
         BatchRow(2, "hello", {"n": "42", "when": "2026-12-03", "ok": "TRUE"}),
-        BatchRow(3, "placeholder", {"n": "0.5", "when": "", "ok": ""}),
+        BatchRow(3, "placeholder", {"n": "0.3", "when": "", "ok": ""}),
     ]
 
 
@@ -249,7 +359,18 @@ def test_any_prompts_written_by_a_csv_writer_come_back_exactly_through_the_rows_
 
 
 @pytest.mark.parametrize(
-    "maker", ["just_over(MAX_BATCH_BYTES - 2)", "billion_laughs()", "numbered(200_000)"]
+    "maker",
+    [
+        "just_over(MAX_BATCH_BYTES - 2)",
+        "billion_laughs()",
+        "numbered(200_000)",
+        "('prompt\\n' + 'ab\\n' * 3_000_000).encode()",
+        "b'\\n' * (MAX_BATCH_BYTES - 1)",
+        "('a,' * 5_000_000).encode()",
+        "wide_row_sheet(16_384)",
+        "shared_strings_bomb(1)",
+        "far_row_sheet(1_048_576)",
+    ],
 )
 def test_hostile_batches_stay_well_under_256_mb(maker: str) -> None:
     script = (
