@@ -7,7 +7,7 @@ from typing import Any
 from chalice import Chalice, Rate, Response  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Request
 
-from chalicelib import fanout, sessions, web
+from chalicelib import export, fanout, sessions, web
 from chalicelib.config import ApiSettings, SweeperSettings, WorkSettings
 from chalicelib.http import (
     current_user,
@@ -19,7 +19,7 @@ from chalicelib.http import (
     query_limit,
     query_param,
 )
-from chalicelib.queues import run_batch
+from chalicelib.queues import batch_concurrency, run_batch
 from chalicelib.services import get_services
 from chalicelib.sweeper import sweep
 from chalicelib.worker import process_message
@@ -105,18 +105,31 @@ def list_files(sid: str) -> Response:
     return json_response({"items": rows, "next_cursor": encode_cursor(last)})
 
 
-@app.lambda_function(name="on_upload")
-def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run_batch(
-        event, context, lambda r: fanout.handle_upload_message(get_services(WorkSettings), r.body)
+@app.route("/sessions/{sid}/results", methods=["GET"], cors=True)
+@handles_errors
+def get_results(sid: str) -> Response:
+    services, request = get_services(ApiSettings), _request()
+    fmt = export.parse_format(query_param(request, "format"))
+    view = sessions.owned_session(services.store, sid, current_user(request, services))
+    made = export.export_results(services, view, fmt)
+    return Response(
+        body="", status_code=302, headers={"Location": made.url, "Cache-Control": "no-store"}
     )
+
+
+@app.lambda_function(name="on_upload")
+def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001
+    services = get_services(WorkSettings)
+    return run_batch(event, lambda r: fanout.handle_upload_message(services, r.body))
 
 
 @app.lambda_function(name="worker")
 def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    services = get_services(WorkSettings)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
+    concurrency = batch_concurrency(event, services.jobs, services.settings.model_concurrency)
     return run_batch(
-        event, context, lambda r: process_message(get_services(WorkSettings), r.body, remaining)
+        event, lambda r: process_message(services, r.body, remaining), concurrency=concurrency
     )
 
 

@@ -38,7 +38,21 @@ class ApiSettings(CoreSettings):
     upload_grace_s: int = Field(default=900, ge=0)
 
 
-class WorkSettings(CoreSettings):
+class ModelSettings(CoreSettings):
+    """Where prompts rows are answered: any OpenAI-compatible chat-completions endpoint, or
+    Amazon Bedrock Converse when `model` is `bedrock:<model id>`."""
+
+    model_base_url: str = "http://127.0.0.1:8011/v1"
+    model: str = Field(default="chute-dev", min_length=1)
+    # The endpoint's key: from the environment, or on AWS from Secrets Manager by ARN.
+    model_api_key: SecretStr | None = None
+    model_api_key_secret_arn: str | None = None
+    model_timeout_s: float = Field(default=60.0, gt=0, le=900)
+    # Rows of one SQS batch answered at once (a model call is I/O) and the connections kept.
+    model_concurrency: int = Field(default=8, ge=1, le=64)
+
+
+class WorkSettings(ModelSettings):
     """The fan-out and the worker: they send work and notifications."""
 
     work_queue_url: str

@@ -20,10 +20,11 @@ from chalicelib.completion import complete_if_done
 from chalicelib.config import WorkSettings
 from chalicelib.errors import PermanentError
 from chalicelib.log import log_keys, logger
-from chalicelib.models import UnitStatus
+from chalicelib.models import PromptOptions, UnitStatus
 from chalicelib.plans import Plan, load_plan, save_plan
 from chalicelib.presign import parse_upload_key
 from chalicelib.queues import send_work, work_message
+from chalicelib.rowplan import plan_rows, rejected
 from chalicelib.services import Services
 from chalicelib.store.items import DeclaredFile, SessionMeta
 from chalicelib.unitplan import new_unit, plan_object
@@ -55,7 +56,13 @@ def fan_out_object(services: Services[WorkSettings], key: str, size: int) -> Non
             logger.warning("ignoring an upload for no declared file", extra={"key": key})
             return
         if declared.fanned_out_at is None:
-            plan = plan_object(services, key, size, name, declared)
+            if services.jobs.get(declared.job_type).rows:
+                options = PromptOptions.model_validate(meta.options)
+                plan = plan_rows(services, key, size, name, declared, options)
+            else:
+                plan = plan_object(services, key, size, name, declared)
+            if plan.rejected is not None:
+                logger.warning("batch rejected", extra={"code": plan.rejected.code})
             claim_with_plan(services, declared, plan)
         else:
             logger.info("the file was claimed before; finishing its fan-out", extra={"key": key})
@@ -67,8 +74,9 @@ def claim_with_plan(services: Services[WorkSettings], declared: DeclaredFile, pl
     store, now = services.store, services.clock.now()
     record = save_plan(services, declared, plan)
     if not store.claim_file(
-        declared.sid, declared.file, plan.units, plan=record, now=now, due=now + FANOUT_GRACE_S
-    ):
+        declared.sid, declared.file, plan.units, plan=record, now=now, due=now + FANOUT_GRACE_S,
+        rejection=plan.rejected,
+    ):  # fmt: skip
         return False
     # Written right after the claim; if this crashes, finish_fan_out writes them from the plan.
     store.put_units(plan.units, recovering=False)
@@ -106,10 +114,15 @@ def fail_file(
     declared: DeclaredFile,
     problem: PermanentError,
 ) -> bool:
-    """Claim a declared file as one failed unit (never uploaded, or its fan-out kept failing);
-    False when someone claimed it first."""
-    unit = new_unit(declared, 0, declared.name, services.clock.now(), problem=problem)
-    if not claim_with_plan(services, declared, Plan(units=[unit])):
+    """Claim a declared file as one failed unit (never uploaded, or its fan-out kept failing) —
+    a batch of rows as rejected, since it has no units; False when someone claimed it first."""
+    if services.jobs.get(declared.job_type).rows:
+        plan = rejected(problem)
+    else:
+        plan = Plan(
+            units=[new_unit(declared, 0, declared.name, services.clock.now(), problem=problem)]
+        )
+    if not claim_with_plan(services, declared, plan):
         return False
     finish_fan_out(services, meta, declared.file)
     return True

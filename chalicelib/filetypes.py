@@ -34,6 +34,13 @@ DOCUMENT_TYPES: Mapping[str, DocumentType] = MappingProxyType(
 )
 DOCUMENT_EXTENSIONS: frozenset[str] = frozenset(DOCUMENT_TYPES)
 ARCHIVE_EXTENSIONS: frozenset[str] = frozenset({".zip"})
+# What a prompts session's one batch file may be called. The name only screens the manifest: the
+# fan-out decides CSV, XLSX or TXT from the bytes (chalicelib.batch).
+BATCH_EXTENSIONS: frozenset[str] = frozenset({".csv", ".tsv", ".xlsx", ".txt"})
+# The name of the normalised rows a prompts session was given inline (`prompts` or `text`): the API
+# stores them as its one upload, so they take the uploaded file's path through the fan-out. A
+# manifest can never declare it (.jsonl is not a batch extension).
+INLINE_BATCH_NAME = "pasted-prompts.jsonl"
 
 # The largest document the processor reads, by its uncompressed bytes: uploads, zip members and
 # the bytes actually received are all held to it. The worker has 1024 MB. bench/documents_memory.py

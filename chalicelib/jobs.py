@@ -30,6 +30,10 @@ class JobType:
     backoff_base_s: int = 2  # attempt n waits base × 2^(n-1) s (capped by SQS at 900 s)
     auto_pause: AutoPause | None = AutoPause()
     follow_up: str | None = None  # the job type of a session chained on this one's results
+    # Units are the rows of one batch file (else files and zip members).
+    rows: bool = False
+    # A unit mostly waits on I/O (a model call): a worker runs a batch's records side by side.
+    io_bound: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_attempts <= 10:
@@ -71,5 +75,7 @@ class JobRegistry:
 
 
 DOCUMENTS = JobType(name="documents", processor="document")
+# A model call answers in seconds; one taking minutes is stuck, and a retry is the cure.
+PROMPTS = JobType(name="prompts", processor="prompt", unit_timeout_s=180, rows=True, io_bound=True)
 
-BUILT_IN = JobRegistry([DOCUMENTS])
+BUILT_IN = JobRegistry([DOCUMENTS, PROMPTS])

@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from chalicelib.errors import ChuteError
 from chalicelib.modelbase import Model, StrictModel
@@ -54,6 +54,7 @@ class SessionStatus(StrEnum):
     COMPLETED_WITH_ERRORS = "completed_with_errors"  # some units completed, some did not
     FAILED = "failed"  # no unit completed
     CANCELLED = "cancelled"
+    REJECTED = "rejected"  # the input was refused as a whole (a bad batch file): no unit exists
 
 
 TERMINAL_SESSION_STATUSES = frozenset(
@@ -62,6 +63,7 @@ TERMINAL_SESSION_STATUSES = frozenset(
         SessionStatus.COMPLETED_WITH_ERRORS,
         SessionStatus.FAILED,
         SessionStatus.CANCELLED,
+        SessionStatus.REJECTED,
     }
 )
 
@@ -85,12 +87,53 @@ class NotifyOptions(StrictModel):
     on_complete: bool = True
 
 
+class PromptOptions(StrictModel):
+    """How a prompts session reads its rows and asks the model (DESIGN §3, §5)."""
+
+    # The header of the prompt column, matched case-insensitively (CSV, XLSX).
+    prompt_column: str = Field(default="prompt", min_length=1, max_length=200)
+    sheet: str | None = Field(default=None, min_length=1, max_length=200)  # XLSX: else the first
+    # The user message sent per row: {prompt} and {column name} are the row's cells, {{ and }}
+    # literal braces. None: the built-in prompt enhancer, which answers JSON.
+    template: str | None = Field(default=None, min_length=1, max_length=20_000)
+    model: str | None = Field(default=None, min_length=1, max_length=200)  # else the deployment's
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=32_000)
+
+
 class CreateSessionRequest(StrictModel):
-    files: list[FileSpec] = Field(min_length=1)
+    """A documents session declares its files; a prompts session one batch file, or its prompts
+    inline (`prompts`, a list, or `text`, one prompt per line), which needs no upload."""
+
+    files: list[FileSpec] = Field(default_factory=list)
+    prompts: list[str] | None = None
+    text: str | None = None
     name: str | None = Field(default=None, max_length=200)
     priority: int = Field(default=5, ge=1, le=10)
-    job_type: Literal["documents"] = "documents"
+    job_type: Literal["documents", "prompts"] = "documents"
+    options: PromptOptions | None = None
     notify: NotifyOptions = Field(default_factory=NotifyOptions)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> CreateSessionRequest:
+        inline = [n for n in ("prompts", "text") if getattr(self, n) is not None]
+        if self.job_type == "documents":
+            if inline or self.options is not None:
+                raise ValueError("prompts, text and options belong to a prompts session")
+            if not self.files:
+                raise ValueError("a documents session needs at least one file in files")
+            return self
+        if len(inline) + (1 if self.files else 0) != 1:
+            raise ValueError(
+                "a prompts session takes one of: files (one batch file), prompts, text"
+            )
+        if len(self.files) > 1:
+            raise ValueError("a prompts session takes one batch file; start one session per file")
+        return self
+
+    @property
+    def prompt_options(self) -> PromptOptions:
+        return self.options or PromptOptions()
 
 
 class UploadTicket(Model):
@@ -120,6 +163,13 @@ class Counts(Model):
     skipped: int = 0
 
 
+class Usage(Model):
+    """What a session's units spent so far (prompts: model tokens), summed on the counter shards."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
 class SessionSummary(Model):
     session_id: str
     name: str | None
@@ -139,6 +189,9 @@ class SessionSummary(Model):
     created_at: float
     first_done_at: float | None
     done_at: float | None
+    usage: Usage = Field(default_factory=Usage)
+    # Why the session was rejected as a whole (status `rejected`), else None.
+    error: UnitError | None = None
 
 
 class UnitError(Model):

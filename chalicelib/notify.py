@@ -17,7 +17,8 @@ from chalicelib.store.items import NotificationItem, SessionView
 
 
 def completion_event(status: SessionStatus) -> str:
-    return "session.failed" if status == SessionStatus.FAILED else "session.completed"
+    failed = status in (SessionStatus.FAILED, SessionStatus.REJECTED)
+    return "session.failed" if failed else "session.completed"
 
 
 def completion_message(view: SessionView, status: SessionStatus) -> tuple[str, str]:
@@ -30,10 +31,20 @@ def completion_message(view: SessionView, status: SessionStatus) -> tuple[str, s
     )
     not_done = total - completed - skipped
     subject = _sns_subject(f"chute: {label} - {status.value.replace('_', ' ')}")
+    if meta.error is not None:
+        lines = [
+            f"Your session {label} was rejected: nothing was processed.",
+            "",
+            f"{meta.error.message} ({meta.error.code})",
+            "",
+            f"Session id: {meta.sid}",
+        ]
+        return subject, "\n".join(lines)
+    units = "rows" if meta.job_type == "prompts" else "files"
     lines = [
         f"Your upload session {label} has finished: {status.value.replace('_', ' ')}.",
         "",
-        f"{completed} of {total} files completed.",
+        f"{completed} of {total} {units} completed.",
     ]
     if skipped:
         lines.append(f"{skipped} skipped: chute does not process files of their kind.")
@@ -41,7 +52,7 @@ def completion_message(view: SessionView, status: SessionStatus) -> tuple[str, s
         lines.append(
             f"{not_done} did not (failed: {view.count(UnitStatus.FAILED)}, timed out: "
             f"{view.count(UnitStatus.TIMEOUT)}, cancelled: {view.count(UnitStatus.CANCELLED)}); "
-            "their error codes are listed with the session's files."
+            f"their error codes are listed with the session's {units}."
         )
     lines += ["", f"Session id: {meta.sid}"]
     return subject, "\n".join(lines)

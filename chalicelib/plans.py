@@ -10,6 +10,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from chalicelib.modelbase import Model
+from chalicelib.models import UnitError
 from chalicelib.store.items import DeclaredFile, PlanRecord, UnitItem
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ INLINE_PLAN_BYTES = 32 * 1024
 
 class Plan(Model):
     units: list[UnitItem]
+    # The input refused as a whole (a bad batch file): no units, and the session ends `rejected`.
+    rejected: UnitError | None = None
 
 
 def save_plan(services: Services[CoreSettings], declared: DeclaredFile, plan: Plan) -> PlanRecord:

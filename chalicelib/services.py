@@ -76,6 +76,14 @@ class Services(Generic[S_co]):
     def sns(self) -> SNSClient:
         return self._session.client("sns", **self._client_kwargs())  # type: ignore[call-overload,no-any-return]
 
+    def aws_client(self, service: str, config: Config | None = None) -> Any:
+        """A client of any other AWS service (Bedrock, Secrets Manager), with its own config
+        merged over the shared one; the caller keeps it."""
+        kwargs = self._client_kwargs()
+        if config is not None:
+            kwargs["config"] = self._config.merge(config)
+        return self._session.client(service, **kwargs)  # type: ignore[call-overload]
+
     @cached_property
     def store(self) -> Store:
         from chalicelib.store import Store

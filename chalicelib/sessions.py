@@ -6,11 +6,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chalicelib.batch import MAX_BATCH_BYTES, rows_from_prompts, rows_from_text, rows_jsonl
 from chalicelib.config import ApiSettings
 from chalicelib.errors import InvalidInput, NotFound
 from chalicelib.filetypes import (
     ARCHIVE_EXTENSIONS,
+    BATCH_EXTENSIONS,
     DOCUMENT_EXTENSIONS,
+    INLINE_BATCH_NAME,
     MAX_DOCUMENT_BYTES,
     extension,
 )
@@ -19,13 +22,16 @@ from chalicelib.models import (
     Counts,
     CreateSessionRequest,
     CreateSessionResponse,
+    FileSpec,
     SessionState,
     SessionStatus,
     SessionSummary,
     UnitRow,
     UnitStatus,
+    Usage,
 )
-from chalicelib.presign import presign_upload
+from chalicelib.presign import presign_upload, upload_key
+from chalicelib.prompttemplate import check_template, placeholders
 from chalicelib.services import Services
 from chalicelib.store import Store
 from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
@@ -33,6 +39,7 @@ from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitI
 # One type policy (chalicelib.filetypes): what may be uploaded alone is what the processor reads,
 # plus zips of such documents.
 UPLOAD_EXTENSIONS = DOCUMENT_EXTENSIONS | ARCHIVE_EXTENSIONS
+JSONL_TYPE = "application/x-ndjson"
 
 
 def parse_manifest(body: Any) -> CreateSessionRequest:
@@ -57,6 +64,9 @@ def parse_manifest(body: Any) -> CreateSessionRequest:
 
 
 def check_limits(request: CreateSessionRequest, services: Services[ApiSettings]) -> None:
+    if request.job_type == "prompts":
+        check_batch_file(request)
+        return
     limits = services.settings
     if len(request.files) > limits.max_files:
         raise InvalidInput(
@@ -93,27 +103,88 @@ def check_limits(request: CreateSessionRequest, services: Services[ApiSettings])
         )
 
 
+def check_batch_file(request: CreateSessionRequest) -> None:
+    """A prompts session's batch file, as far as its manifest entry tells (the fan-out reads the
+    bytes and decides for good)."""
+    for spec in request.files:
+        if extension(spec.name) not in BATCH_EXTENSIONS:
+            raise InvalidInput(
+                f"{spec.name!r} is not a prompts batch. Send a "
+                + ", ".join(sorted(BATCH_EXTENSIONS))
+                + " file, or the prompts themselves in `prompts` or `text`.",
+                code="unsupported_file_type",
+                details={"ordinal": 0, "name": spec.name},
+            )
+        if spec.size == 0:
+            raise InvalidInput(f"{spec.name!r} is empty.", code="empty_file")
+        if spec.size > MAX_BATCH_BYTES:
+            raise InvalidInput(
+                f"{spec.name!r} is {human_bytes(spec.size)}; a prompts batch may be at most "
+                f"{human_bytes(MAX_BATCH_BYTES)}. Split it into smaller files.",
+                code="file_too_large",
+                details={"ordinal": 0, "max_file_bytes": MAX_BATCH_BYTES},
+            )
+    template = request.prompt_options.template
+    if template is not None:
+        placeholders(template)
+        if not request.files:  # given inline, a row has its prompt and nothing else
+            check_template(template, {"prompt"})
+
+
+def inline_rows(request: CreateSessionRequest) -> bytes | None:
+    """The normalised rows of prompts given inline, checked as a batch file is (a refusal is a
+    400 here: the person is still there to fix it); None when the input is uploaded."""
+    if request.prompts is not None:
+        batch = rows_from_prompts(request.prompts)
+    elif request.text is not None:
+        batch = rows_from_text(request.text)
+    else:
+        return None
+    body, _spans = rows_jsonl(batch)
+    return body
+
+
+def default_name(request: CreateSessionRequest, inline: bytes | None) -> str | None:
+    """A session is named by what was given: its file's name, or how many prompts were pasted."""
+    if request.name:
+        return request.name
+    if inline is not None:
+        rows = inline.count(b"\n")
+        return f"{rows} pasted prompt" + ("" if rows == 1 else "s")
+    return request.files[0].name if len(request.files) == 1 else None
+
+
 def create_session(services: Services[ApiSettings], owner: str, body: Any) -> CreateSessionResponse:
     request = parse_manifest(body)
     check_limits(request, services)
+    inline = inline_rows(request)
+    files = request.files
+    if inline is not None:
+        files = [FileSpec(name=INLINE_BATCH_NAME, size=len(inline), content_type=JSONL_TYPE)]
     settings, clock = services.settings, services.clock
     now = clock.now()
     sid = clock.new_id()
     expires_in = settings.presign_expiry_s
     tickets = [
         presign_upload(services.s3, settings.bucket, sid, ordinal, spec, expires_in, now)
-        for ordinal, spec in enumerate(request.files)
+        for ordinal, spec in enumerate(files)
+        if inline is None
     ]
     ttl = int(now + settings.session_ttl_days * 86_400)
     meta = SessionMeta(
         sid=sid,
         owner=owner,
-        name=request.name,
+        name=default_name(request, inline),
         job_type=request.job_type,
         priority=request.priority,
+        options=(
+            request.prompt_options.model_dump(exclude_none=True)
+            if request.job_type == "prompts"
+            else {}
+        ),
         notify_on_complete=request.notify.on_complete,
-        files_total=len(request.files),
-        files_pending=len(request.files),
+        files_total=len(files),
+        files_pending=len(files),
         created_at=now,
         upload_deadline=now + expires_in,
         expires_at=ttl,
@@ -130,12 +201,20 @@ def create_session(services: Services[ApiSettings], owner: str, body: Any) -> Cr
             priority=request.priority,
             expires_at=ttl,
         )
-        for ordinal, spec in enumerate(request.files)
+        for ordinal, spec in enumerate(files)
     ]
     # Listed as OPEN until the sweeper, after the deadline, fails the files that never arrived.
     services.store.put_session(
         meta, declared, first_check=now + expires_in + settings.upload_grace_s
     )
+    if inline is not None:
+        # Stored as the session's one upload: its ObjectCreated event starts the fan-out.
+        services.s3.put_object(
+            Bucket=settings.bucket,
+            Key=upload_key(sid, 0, INLINE_BATCH_NAME),
+            Body=inline,
+            ContentType=JSONL_TYPE,
+        )
     return CreateSessionResponse(
         session_id=sid,
         status=SessionStatus.UPLOADING,
@@ -148,6 +227,8 @@ def session_status(view: SessionView) -> SessionStatus:
     meta = view.meta
     if meta.state == SessionState.CANCELLED:
         return SessionStatus.CANCELLED
+    if meta.error is not None and meta.done_at is not None:
+        return SessionStatus.REJECTED
     if meta.done_at is not None:
         completed = view.count(UnitStatus.COMPLETED)
         # Skipped units are not errors: nothing went wrong with them, chute just does not read
@@ -206,6 +287,8 @@ def summarize(view: SessionView, now: float) -> SessionSummary:
         created_at=meta.created_at,
         first_done_at=view.first_done_at,
         done_at=meta.done_at,
+        usage=Usage(**view.amounts),
+        error=meta.error,
     )
 
 

@@ -9,6 +9,7 @@ the sweeper.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 
 from chalicelib.budget import MIN_START_S, STUCK_GRACE_S, WORKER_TIMEOUT_S
@@ -20,7 +21,7 @@ from chalicelib.log import log_keys, logger
 from chalicelib.models import UnitError, UnitStatus, WorkMessage
 from chalicelib.processors import ProcessorOutput, registry
 from chalicelib.processors.base import DEFAULT_SPANS
-from chalicelib.queues import backoff_s, send_work
+from chalicelib.queues import MAX_DELAY_S, backoff_s, send_work
 from chalicelib.services import Services
 from chalicelib.store import Outcome
 from chalicelib.store.items import UnitItem, UnitPatch
@@ -177,8 +178,9 @@ class Worker:
             retryable=False,
         )
         return self.store.move(
-            self.ref, S.RUNNING, S.COMPLETED, attempt=run.attempt, now=now, patch=patch
-        )
+            self.ref, S.RUNNING, S.COMPLETED, attempt=run.attempt, now=now, patch=patch,
+            amounts=output.amounts,
+        )  # fmt: skip
 
     def _save_result(self, run: UnitRun, output: ProcessorOutput) -> str:
         # The attempt is part of the key: a stale attempt finishing late writes its own object
@@ -218,6 +220,16 @@ class Worker:
         return requeue(self.services, self.message, run.attempt, job, problem, run.started)
 
 
+def retry_delay_s(job: JobType, attempt: int, problem: RetryableError) -> int:
+    """Exponential backoff, or longer when the failing service said how long to wait (a model
+    endpoint's Retry-After); SQS delays a message by at most 15 minutes."""
+    delay = backoff_s(job.backoff_base_s, attempt)
+    asked = problem.details.get("retry_after_s")
+    if isinstance(asked, int | float) and asked > delay:
+        delay = math.ceil(asked)
+    return min(delay, MAX_DELAY_S)
+
+
 def requeue(
     services: Services[WorkSettings],
     message: WorkMessage,
@@ -235,7 +247,7 @@ def requeue(
     list and the sweeper sends it when it is overdue.
     """
     now = services.clock.now()
-    delay = backoff_s(job.backoff_base_s, attempt)
+    delay = retry_delay_s(job, attempt, problem)
     patch = UnitPatch(
         error=UnitError.of(problem),
         retryable=True,

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import requests
 from pydantic import BaseModel, ConfigDict
@@ -175,7 +176,10 @@ class ChuteClient:
         self, files: Sequence[FileSpec], *, name: str | None = None, priority: int = 5
     ) -> CreateSessionResponse:
         # Validating here turns a bad manifest into a clear error before anything is sent.
-        request = CreateSessionRequest(files=list(files), name=name, priority=priority)
+        return self.create(CreateSessionRequest(files=list(files), name=name, priority=priority))
+
+    def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
+        """POST /sessions with any kind of session (documents, a prompts batch, inline prompts)."""
         response = self._http.post(
             f"{self.api_url}/sessions",
             data=request.model_dump_json(exclude_none=True),
@@ -241,6 +245,28 @@ class ChuteClient:
             timeout=self._timeout,
         )
         return _json_or_raise(response)
+
+    def results(self, session_id: str, fmt: str = "csv") -> bytes:
+        """The session's results in input order, as they are now: the API answers with a
+        redirect to the export in storage, fetched without the API's credentials."""
+        response = self._http.get(
+            f"{self.api_url}/sessions/{quote(session_id, safe='')}/results",
+            params={"format": fmt},
+            headers=self._headers(),
+            timeout=self._timeout,
+            allow_redirects=False,
+        )
+        if response.status_code != 302:
+            _json_or_raise(response)
+            raise ApiError(
+                "unexpected_answer",
+                "The API did not redirect to the results.",
+                response.status_code,
+            )
+        export = self._http.get(response.headers["Location"], timeout=self._timeout)
+        if not export.ok:
+            raise _storage_error(export)
+        return export.content
 
 
 def _json_or_raise(response: requests.Response) -> dict[str, Any]:

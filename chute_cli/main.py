@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,8 @@ from chalicelib.auth import issue_token
 from chalicelib.clock import SystemClock
 from chalicelib.models import FileSpec
 from chute_cli.client import LOCAL_CONFIG_PATH, ApiError, ChuteClient, load_local_config
+from chute_cli.promptsamples import write_prompts_csv
+from chute_cli.promptsdemo import check_results, results_fields, start_prompts_session
 from chute_cli.report import (
     demo_summary_line,
     emails_for,
@@ -277,6 +279,10 @@ def demo(
     files: Annotated[int, typer.Option(min=1, help="Documents in the zip.")] = 300,
     size_mb: Annotated[float, typer.Option(min=0.001, help="Size of the zip in MiB.")] = 40.0,
     corrupt: Annotated[int, typer.Option(min=0, help="Documents that must fail.")] = 0,
+    prompts: Annotated[
+        int | None,
+        typer.Option(min=1, max=1000, help="Run a CSV batch of this many prompts instead."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated documents.")] = 0,
     keep_stack: Annotated[
         bool, typer.Option(help="Leave a stack this command started running.")
@@ -286,21 +292,13 @@ def demo(
         float, typer.Option(min=1, help="Seconds to wait for the local stack to start.")
     ] = 120.0,
 ) -> None:
-    """Generate a zip of documents, process it on the local stack and report one JSON line."""
+    """Process a generated zip of documents (or, with --prompts, a CSV batch of prompts) on the
+    local stack and report one JSON line."""
     root = _root(ctx)
-    with console.status("Preparing the sample documents…"):
-        try:
-            sample, reused = ensure_documents_zip(
-                root / DEMO_DIR, files=files, size_mb=size_mb, corrupt=corrupt, seed=seed
-            )
-        except ValueError as error:
-            _fail(str(error), code=2)
-    console.print(
-        f"{'Reusing' if reused else 'Generated'} {sample.path.relative_to(root)}: "
-        f"{len(sample.members)} documents, {sample.bytes / 2**20:,.1f} MiB, "
-        f"{len(sample.corrupt_names)} corrupt.",
-        markup=False,
-    )
+    if prompts is None:
+        start, after = _documents_demo(root, files, size_mb, corrupt, seed)
+    else:
+        start, after = _prompts_demo(root, prompts, seed)
     config = running_stack(root)
     stack: StackProcess | None = None
     if config is None:
@@ -313,8 +311,8 @@ def demo(
     try:
         finished = run_demo_session(
             ChuteClient(config.api_url, config.token),
-            sample.path,
-            sample.bytes,
+            start,
+            after,
             outbox_path=config.outbox_path,
             timeout_s=timeout,
         )
@@ -328,22 +326,74 @@ def demo(
         raise typer.Exit(1)
 
 
+StartSession = Callable[[ChuteClient], str]
+CheckSession = Callable[[ChuteClient, str], dict[str, Any]]
+
+
+def _documents_demo(
+    root: Path, files: int, size_mb: float, corrupt: int, seed: int
+) -> tuple[StartSession, CheckSession | None]:
+    with console.status("Preparing the sample documents…"):
+        try:
+            sample, reused = ensure_documents_zip(
+                root / DEMO_DIR, files=files, size_mb=size_mb, corrupt=corrupt, seed=seed
+            )
+        except ValueError as error:
+            _fail(str(error), code=2)
+    console.print(
+        f"{'Reusing' if reused else 'Generated'} {sample.path.relative_to(root)}: "
+        f"{len(sample.members)} documents, {sample.bytes / 2**20:,.1f} MiB, "
+        f"{len(sample.corrupt_names)} corrupt.",
+        markup=False,
+    )
+
+    return lambda client: upload_zip(client, sample.path, sample.bytes), None
+
+
+def upload_zip(client: ChuteClient, path: Path, size: int) -> str:
+    """Create a documents session for the zip at `path` and upload it; the session id."""
+    spec = FileSpec(name=path.name, size=size, content_type="application/zip")
+    created = client.create_session([spec], name=f"demo: {path.stem}")
+    console.print(f"Session {created.session_id}", markup=False)
+    with console.status(f"Uploading {size / 2**20:,.1f} MiB…"):
+        client.upload(created.uploads[0], path, "application/zip")
+    return created.session_id
+
+
+def _prompts_demo(root: Path, count: int, seed: int) -> tuple[StartSession, CheckSession]:
+    path = root / DEMO_DIR / f"prompts-{count}-{seed}.csv"
+    rows = write_prompts_csv(path, count, seed)
+    console.print(f"Generated {path.relative_to(root)}: {count} prompts.", markup=False)
+
+    def start(client: ChuteClient) -> str:
+        session_id = start_prompts_session(client, path)
+        console.print(f"Session {session_id}", markup=False)
+        return session_id
+
+    def after(client: ChuteClient, session_id: str) -> dict[str, Any]:
+        check = check_results(client.results(session_id, "csv"), rows)
+        if check.mismatches:
+            console.print(f"results differ from the input: {check.mismatches[:10]}", style="red")
+        return results_fields(check)
+
+    return start, after
+
+
 def run_demo_session(
-    client: ChuteClient, zip_path: Path, size: int, *, outbox_path: Path, timeout_s: float
+    client: ChuteClient,
+    start: StartSession,
+    after: CheckSession | None,
+    *,
+    outbox_path: Path,
+    timeout_s: float,
 ) -> bool:
     """Create, upload and watch one session; print the JSON line. True if it reached the end."""
     with _reporting_api_errors():
-        created = client.create_session(
-            [FileSpec(name=zip_path.name, size=size, content_type="application/zip")],
-            name=f"demo: {zip_path.stem}",
-        )
-        session_id = created.session_id
-        console.print(f"Session {session_id}", markup=False)
         upload_wall, upload_mono = time.time(), time.monotonic()
-        with console.status(f"Uploading {size / 2**20:,.1f} MiB…"):
-            client.upload(created.uploads[0], zip_path, "application/zip")
+        session_id = start(client)
         console.print(f"Uploaded in {time.monotonic() - upload_mono:.1f} s.")
         result = watch_session(client, session_id, timeout_s=timeout_s)
+        extra = after(client, session_id) if after and result.finished_at is not None else {}
     elapsed = _elapsed_s(
         result.summary,
         upload_wall=upload_wall,
@@ -369,7 +419,11 @@ def run_demo_session(
             console.print(f"No email for this session reached {outbox_path}.", style="yellow")
     typer.echo(
         demo_summary_line(
-            session_id, result.summary, notifications_sent=len(emails), elapsed_s=elapsed
+            session_id,
+            result.summary,
+            notifications_sent=len(emails),
+            elapsed_s=elapsed,
+            extra=extra,
         )
     )
     return result.finished_at is not None

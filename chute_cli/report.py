@@ -73,8 +73,9 @@ def demo_summary_line(
     *,
     notifications_sent: int,
     elapsed_s: float,
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """The single JSON line the demo prints on stdout, in a fixed key order."""
+    """The single JSON line the demo prints on stdout, in a fixed key order (`extra` last)."""
     summary = summary or {}
     return json.dumps(
         {
@@ -85,7 +86,9 @@ def demo_summary_line(
             "failed": failed_units(summary),
             "notifications_sent": notifications_sent,
             "elapsed_s": round(elapsed_s, 2),
-        }
+            **(extra or {}),
+        },
+        ensure_ascii=False,
     )
 
 

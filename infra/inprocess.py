@@ -22,6 +22,7 @@ from chalicelib.services import Services, set_services
 from infra import moto_ddb_fast, moto_sqs_fast
 from infra.dispatcher import Dispatcher, Route
 from infra.local import lambda_routes
+from infra.model_server import DevModelServer
 from infra.provision import Provisioned, provision
 from infra.resources import LOCAL
 
@@ -31,17 +32,26 @@ TOKEN_KEY = "in-process-signing-key"
 
 class InProcessStack:
     def __init__(
-        self, clock: Clock | None = None, jobs: JobRegistry = BUILT_IN, **settings: Any
+        self,
+        clock: Clock | None = None,
+        jobs: JobRegistry = BUILT_IN,
+        *,
+        model: DevModelServer | None = None,
+        **settings: Any,
     ) -> None:
         self._clock = clock
         self._jobs = jobs
         self._overrides = settings
         self._mock = mock_aws()
         self.app_session = boto3.Session(region_name=REGION)
+        # The model endpoint prompts sessions call: a real HTTP server on 127.0.0.1, answering
+        # at once unless the caller brings one with latency or failures.
+        self.model = model or DevModelServer(latency_ms=0)
 
     def __enter__(self) -> InProcessStack:
         moto_ddb_fast.install()
         moto_sqs_fast.install()
+        self.model.start()
         self._mock.start()
         try:
             self.provisioned: Provisioned = provision(
@@ -58,6 +68,7 @@ class InProcessStack:
             self._dispatcher = Dispatcher(self.sqs, self.routes, region=REGION, wait_time_s=0)
         except BaseException:
             self._mock.stop()
+            self.model.stop()
             raise
         return self
 
@@ -69,10 +80,15 @@ class InProcessStack:
     ) -> None:
         set_services(None)
         self._mock.stop()
+        self.model.stop()
 
     def info(self) -> dict[str, Any]:
         """The Settings fields that point chute at this stack's resources."""
-        return {**self.provisioned.settings(LOCAL, REGION), "token_key": TOKEN_KEY}
+        return {
+            **self.provisioned.settings(LOCAL, REGION),
+            "token_key": TOKEN_KEY,
+            "model_base_url": self.model.url,
+        }
 
     @property
     def uploads_queue_url(self) -> str:

@@ -33,6 +33,7 @@ from chalicelib.auth import issue_token
 from chalicelib.budget import UPLOAD_TIMEOUT_S, WORKER_TIMEOUT_S
 from chalicelib.services import set_services
 from infra.dispatcher import Dispatcher, Route
+from infra.model_server import DevModelServer
 from infra.moto_server import MotoServerProcess
 from infra.outbox import OutboxPrinter
 from infra.provision import Provisioned, provision
@@ -123,6 +124,7 @@ class LocalStack:
         api_host: str = "127.0.0.1",
         api_port: int = 8000,  # 0: any free port
         moto_port: int = 0,  # 0: any free port
+        model_port: int = 0,  # the dev model server's; 0: any free port
         work_concurrency: int = 4,
         start_api: bool = True,
         start_dispatcher: bool = True,
@@ -133,6 +135,7 @@ class LocalStack:
         self.api_host = api_host
         self.api_port = api_port
         self.moto_port = moto_port
+        self.model_port = model_port
         self.work_concurrency = work_concurrency
         self.start_api = start_api
         self.start_dispatcher = start_dispatcher
@@ -141,6 +144,7 @@ class LocalStack:
         self.state_dir = root / ".chute"
         self.info: dict[str, Any] = {}
         self.moto: MotoServerProcess | None = None
+        self.model: DevModelServer | None = None
         self._api: LocalDevServer | None = None
         self._api_thread: threading.Thread | None = None
         self._dispatcher: Dispatcher | None = None
@@ -163,6 +167,8 @@ class LocalStack:
             _ensure_port_free(self.api_host, self.api_port, "CHUTE_API_PORT")
         if self.moto_port:
             _ensure_port_free("127.0.0.1", self.moto_port, "CHUTE_MOTO_PORT")
+        if self.model_port:
+            _ensure_port_free("127.0.0.1", self.model_port, "CHUTE_DEV_MODEL_PORT")
         try:
             return self._start()
         except BaseException:
@@ -182,8 +188,14 @@ class LocalStack:
         key = signing_key(self.state_dir / "token_key")
         provisioned = provision(session, endpoint, self.resources)
         info = self._describe(endpoint, provisioned, key)
+        info["model_base_url"] = self._model_url()
         self._configure_app(
-            {**provisioned.settings(self.resources, REGION), "aws_endpoint_url": endpoint}, key
+            {
+                **provisioned.settings(self.resources, REGION),
+                "aws_endpoint_url": endpoint,
+                "model_base_url": info["model_base_url"],
+            },
+            key,
         )
         sqs: SQSClient = session.client(
             "sqs",
@@ -208,6 +220,16 @@ class LocalStack:
         self.info = info
         _write_private(self.state_dir / "local.json", json.dumps(info, indent=2) + "\n")
         return info
+
+    def _model_url(self) -> str:
+        """Where prompts sessions call a model: CHUTE_MODEL_BASE_URL when set (Ollama, vLLM, a
+        hosted endpoint), else the dev model server this stack starts, as it starts moto."""
+        configured = os.environ.get("CHUTE_MODEL_BASE_URL")
+        if configured:
+            return configured
+        self.model = DevModelServer.from_env(port=self.model_port)
+        self.model.start()
+        return self.model.url
 
     def _describe(self, endpoint: str, provisioned: Provisioned, key: str) -> dict[str, Any]:
         """The contents of local.json, but for api_url."""
@@ -286,6 +308,9 @@ class LocalStack:
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
+        if self.model is not None:
+            self.model.stop()
+            self.model = None
         if self.info:
             # Only the stack that wrote it removes it: tools read its absence as "not running".
             (self.state_dir / "local.json").unlink(missing_ok=True)
@@ -301,6 +326,7 @@ def _banner(info: Mapping[str, Any], state_dir: Path) -> str:
             f"  API           {info['api_url']}",
             f"  AWS (moto)    {info['aws_endpoint_url']}  region {info['region']}, "
             f"bucket {info['bucket']}, table {info['table']}",
+            f"  model         {info['model_base_url']}",
             f"  dev token     {info['token']}",
             f"  details       {state_dir / 'local.json'}",
             f"  email outbox  {info['outbox_path']}",
@@ -317,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # argparse applies `type` to string defaults, so a bad variable gets a usage error too.
     parser.add_argument("--api-port", type=int, default=env.get("CHUTE_API_PORT", "8000"))
     parser.add_argument("--moto-port", type=int, default=env.get("CHUTE_MOTO_PORT", "0"))
+    parser.add_argument("--model-port", type=int, default=env.get("CHUTE_DEV_MODEL_PORT", "0"))
     parser.add_argument(
         "--work-concurrency", type=int, default=env.get("CHUTE_WORK_CONCURRENCY", "4")
     )
@@ -328,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_host=args.api_host,
         api_port=args.api_port,
         moto_port=args.moto_port,
+        model_port=args.model_port,
         work_concurrency=args.work_concurrency,
         app_module=args.app,
     )

@@ -1,6 +1,7 @@
 """Per-unit work. Importing this package registers the built-in processors."""
 
 from chalicelib.processors import documents as _documents  # noqa: F401  (registers processors)
+from chalicelib.processors import prompts as _prompts  # noqa: F401
 from chalicelib.processors.base import (
     Processor,
     ProcessorOutput,

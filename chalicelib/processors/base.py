@@ -79,6 +79,8 @@ class ProcessorOutput:
     metadata: dict[str, Scalar]
     # Anything larger (extracted text); written with metadata to results/{sid}/….json.
     body: dict[str, Any] = field(default_factory=dict)
+    # What the unit spent (store.items.AMOUNTS: model tokens), summed on the session's counters.
+    amounts: dict[str, int] = field(default_factory=dict)
 
 
 ProcessorFn = Callable[[UnitContext], ProcessorOutput]
@@ -89,6 +91,8 @@ class Processor:
     name: str
     run: ProcessorFn
     spans: Mapping[Stage, tuple[float, float]] = field(default_factory=lambda: DEFAULT_SPANS)
+    # The metadata fields a results export shows as columns, in order (JSON exports keep all).
+    fields: tuple[str, ...] = ()
 
 
 class Registry:
@@ -102,11 +106,12 @@ class Registry:
         name: str,
         *,
         spans: Mapping[Stage, tuple[float, float]] = DEFAULT_SPANS,
+        fields: tuple[str, ...] = (),
     ) -> Callable[[ProcessorFn], ProcessorFn]:
         def register(fn: ProcessorFn) -> ProcessorFn:
             if name in self._processors:
                 raise ValueError(f"processor {name!r} registered twice")
-            self._processors[name] = Processor(name=name, run=fn, spans=spans)
+            self._processors[name] = Processor(name=name, run=fn, spans=spans, fields=fields)
             return fn
 
         return register

@@ -41,6 +41,8 @@ _HEAD_BYTES = 1024
 # Enough lines for csv.Sniffer to see the dialect. Its quote-guessing regex is quadratic on
 # quote-heavy input (16 KiB of `a,"` takes 1.6 s), so the sample stays small.
 _CSV_SNIFF_CHARS = 8 * 1024
+# The csv module's default field limit: a record with a longer field is malformed.
+_CSV_FIELD_CHARS = 128 * 1024
 # Lines as io.StringIO(text, newline="") gives them to the csv module, without its copy of the
 # text (four bytes a character).
 _CSV_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
@@ -67,7 +69,24 @@ class _Parsed:
     extra: dict[str, Scalar] = field(default_factory=dict)
 
 
-@processor("document")
+@processor(
+    "document",
+    fields=(
+        "type",
+        "bytes",
+        "sha256",
+        "chars",
+        "words",
+        "lines",
+        "pages",
+        "title",
+        "encoding",
+        "rows",
+        "columns",
+        "delimiter",
+        "malformed_rows",
+    ),
+)
 def extract_document(ctx: UnitContext) -> ProcessorOutput:
     """Text and metadata of one document; a damaged or oversized one fails permanently, and one
     that is not a document (or a PDF without text) is skipped."""
@@ -246,13 +265,17 @@ def _csv_shape(text: str) -> dict[str, Scalar]:
     rows = columns = malformed = 0
     reader = csv.reader((line.group() for line in _CSV_LINE.finditer(text)), dialect)
     while True:
-        # A bad record (say, a field over csv.field_size_limit) is counted and skipped; the reader
-        # carries on with the next line.
+        # A bad record (say, a field over _CSV_FIELD_CHARS) is counted and skipped; the reader
+        # carries on with the next line. The csv module's own limit is process-wide and the batch
+        # parser raises it, so the documents limit is checked here, the same in every process.
         try:
             record = next(reader)
         except StopIteration:
             break
         except csv.Error:
+            malformed += 1
+            continue
+        if any(len(field) > _CSV_FIELD_CHARS for field in record):
             malformed += 1
             continue
         if record:

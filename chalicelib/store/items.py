@@ -37,6 +37,11 @@ def counter(status: UnitStatus | str) -> str:
     return f"n_{UnitStatus(status).value}"
 
 
+# Amounts a unit's finish adds to its shard besides the counts (a prompt's model tokens): summed
+# like the counts, so the spend so far is part of the one status read.
+AMOUNTS = ("tokens_in", "tokens_out")
+
+
 class SessionMeta(Model):
     """The session's META item: what was asked for, and the session-level state."""
 
@@ -56,6 +61,8 @@ class SessionMeta(Model):
     upload_deadline: float
     expires_at: int
     done_at: float | None = None
+    # Why the input was refused as a whole (a rejected batch): the session ends with no unit.
+    error: UnitError | None = None
     notified: bool = False
     # Notification events claimed (event → when) and recorded as sent, per completion (§7).
     event_claims: dict[str, float] = Field(default_factory=dict)
@@ -85,6 +92,9 @@ class CounterShard(Model):
     def count(self, status: UnitStatus) -> int:
         return int((self.model_extra or {}).get(counter(status), 0))
 
+    def amount(self, name: str) -> int:
+        return int((self.model_extra or {}).get(name, 0))
+
 
 @dataclass(frozen=True)
 class SessionView:
@@ -96,6 +106,7 @@ class SessionView:
     version: int
     first_done_at: float | None
     last_done_at: float | None
+    amounts: Mapping[str, int]
 
     @classmethod
     def of(cls, items: Sequence[Item]) -> SessionView | None:
@@ -113,6 +124,7 @@ class SessionView:
             version=session.version + sum(s.version for s in shards),
             first_done_at=min(firsts, default=None),
             last_done_at=max(lasts, default=None),
+            amounts={name: sum(shard.amount(name) for shard in shards) for name in AMOUNTS},
         )
 
     @property

@@ -16,9 +16,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from chalicelib.models import TERMINAL_UNIT_STATUSES, SessionState, UnitStatus
+from chalicelib.models import TERMINAL_UNIT_STATUSES, SessionState, UnitError, UnitStatus
 from chalicelib.store.codec import failed_items, is_condition_failure
-from chalicelib.store.items import PlanRecord, SessionView, UnitItem, UnitPatch, counter
+from chalicelib.store.items import (
+    AMOUNTS,
+    PlanRecord,
+    SessionView,
+    UnitItem,
+    UnitPatch,
+    counter,
+)
 from chalicelib.store.keys import (
     COUNTER_SHARDS,
     DueList,
@@ -115,6 +122,7 @@ class Transitions:
         patch: UnitPatch | None = None,
         due: float | None = None,
         expired: bool = False,
+        amounts: Mapping[str, int] | None = None,
     ) -> Outcome:
         """Move the unit from `from_` at `attempt` to `to`, counted once.
 
@@ -123,6 +131,8 @@ class Transitions:
           for the sweeper, which sends the message again if it never arrives.
         - expired: only if the unit's lease has run out (its worker is gone); running → running
           is then a takeover by a new attempt.
+        - amounts: what the unit spent (items.AMOUNTS: model tokens), added to its shard with
+          the counts when it finishes.
         """
         if (from_, to) not in MOVES:
             raise ValueError(f"no move from {from_} to {to}")
@@ -166,6 +176,13 @@ class Transitions:
         if expired:
             condition += " AND #lease_until < :now"
         deltas = counter_deltas(from_, to)
+        if amounts:
+            if to not in TERMINAL_UNIT_STATUSES or not deltas:
+                raise ValueError("amounts are counted when a unit finishes")
+            unknown = set(amounts) - set(AMOUNTS)
+            if unknown:
+                raise ValueError(f"not an amount a shard sums: {sorted(unknown)}")
+            deltas = {**deltas, **{k: n for k, n in amounts.items() if n}}
         if not deltas:
             moved = self._table.update(ref.key, update, condition=condition, values=values)
             return Outcome.MOVED if moved else Outcome.STALE
@@ -231,11 +248,13 @@ class Transitions:
         plan: PlanRecord,
         now: float,
         due: float,
+        rejection: UnitError | None = None,
     ) -> bool:
         """Count a file's planned units into the session, once; False when claimed before.
 
         The file is listed as FANOUT until `mark_file_sent`: if its units are never all sent, the
-        sweeper finishes the job after `due`.
+        sweeper finishes the job after `due`. A `rejection` (the file refused as a whole, no
+        units) is recorded on META in the same transaction: the session ends `rejected`.
         """
         shards: dict[int, dict[str, int]] = {}
         for unit in units:
@@ -247,7 +266,7 @@ class Transitions:
             "SET #fanned_out_at = :now, #units = :total, #plan = :plan,"
             " #GSI2PK = :list, #GSI2SK = :due"
         )
-        values = {
+        values: dict[str, Any] = {
             ":now": now,
             ":total": len(units),
             ":plan": plan.model_dump(exclude_none=True),
@@ -257,6 +276,9 @@ class Transitions:
             ":one": 1,
         }
         meta_update = "ADD #total :total, #files_pending :minus, #version :one"
+        if rejection is not None:
+            meta_update = "SET #error = :error " + meta_update
+            values[":error"] = rejection.model_dump(mode="json")
         items: list[Any] = [
             {
                 "Update": self._table.update_request(

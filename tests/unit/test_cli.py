@@ -19,7 +19,7 @@ from urllib3 import HTTPResponse
 from chalicelib.auth import verify_token
 from chalicelib.models import FileSpec, UploadTicket
 from chute_cli.client import ApiError, ChuteClient, MultipartUpload, load_local_config
-from chute_cli.main import app, run_demo_session, watch_session
+from chute_cli.main import app, run_demo_session, upload_zip, watch_session
 from chute_cli.report import (
     demo_summary_line,
     emails_for,
@@ -395,8 +395,9 @@ def test_demo_session_uploads_watches_and_prints_one_json_line(
         (204, {}, b""),
         json_answer(200, summary("completed_with_errors", completed=8, failed=2)),
     )
+    size = zip_path.stat().st_size
     finished = run_demo_session(
-        client, zip_path, zip_path.stat().st_size, outbox_path=outbox, timeout_s=60
+        client, lambda c: upload_zip(c, zip_path, size), None, outbox_path=outbox, timeout_s=60
     )
     assert finished
     out = capsys.readouterr().out

@@ -6,14 +6,22 @@ import threading
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from chalicelib.models import TERMINAL_UNIT_STATUSES, UnitStatus
+from chalicelib.models import TERMINAL_UNIT_STATUSES, UnitError, UnitStatus
 from chalicelib.store import Outcome, Store
 from chalicelib.store.items import UnitPatch, counter
 from chalicelib.store.keys import COUNTER_SHARDS, UnitRef, shard_of
 from chalicelib.store.transitions import MOVES, counter_deltas
-from tests.factories import claim, declared, meta, pending_units, session_with_units
+from tests.factories import (
+    claim,
+    declared,
+    meta,
+    pending_units,
+    plan_record,
+    session_with_units,
+)
 from tests.faults import inject_conflicts
 
 S = UnitStatus
@@ -146,9 +154,17 @@ def finish_all_concurrently(store: Store, units: int) -> list[int]:
 
     def run(index: int) -> None:
         start.wait()
-        finish(store, index)
-        if store.claim_completion("s1", 1002.0):
-            winners.append(index)
+        # A finisher whose transaction is cancelled every time (injected conflicts) raises, and
+        # SQS delivers its message again: the redelivery finishes (a no-op once counted) and
+        # claims again.
+        for _delivery in range(5):
+            try:
+                finish(store, index)
+                if store.claim_completion("s1", 1002.0):
+                    winners.append(index)
+                return
+            except ClientError:
+                continue
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(units)]
     for thread in threads:
@@ -287,3 +303,50 @@ def test_a_move_that_is_not_in_the_table_is_refused(store: Store) -> None:
 def test_a_patch_cannot_set_the_status_or_the_attempt(field: str) -> None:
     with pytest.raises(ValidationError):
         UnitPatch.model_validate({field: 2})
+
+
+def test_a_finish_adds_what_the_unit_spent_to_its_shard_and_a_redelivery_adds_nothing(
+    store: Store,
+) -> None:
+    session_with_units(store, "s1", 2)
+    for index in (0, 1):
+        assert claim_unit(store, index) is Outcome.MOVED
+    spent = {"tokens_in": 12, "tokens_out": 30}
+
+    store.move(unit(0), S.RUNNING, S.COMPLETED, attempt=1, now=1001.0, amounts=spent)
+    again = store.move(unit(0), S.RUNNING, S.COMPLETED, attempt=1, now=1002.0, amounts=spent)
+    store.move(unit(1), S.RUNNING, S.COMPLETED, attempt=1, now=1001.0, amounts={"tokens_in": 5})
+
+    assert again is Outcome.STALE
+    view = store.load_session("s1", consistent=True)
+    assert view is not None
+    assert dict(view.amounts) == {"tokens_in": 17, "tokens_out": 30}
+
+
+@pytest.mark.parametrize(
+    ("to", "amounts"),
+    [(S.PENDING, {"tokens_in": 1}), (S.COMPLETED, {"dollars": 1})],
+)
+def test_amounts_are_only_known_ones_and_only_counted_when_a_unit_finishes(
+    store: Store, to: UnitStatus, amounts: dict[str, int]
+) -> None:
+    session_with_units(store, "s1", 1)
+    claim_unit(store, 0)
+    with pytest.raises(ValueError, match="amount"):
+        store.move(unit(0), S.RUNNING, to, attempt=1, now=1001.0, due=2000.0, amounts=amounts)
+
+
+def test_a_rejected_file_counts_no_unit_records_why_and_the_session_can_complete(
+    store: Store,
+) -> None:
+    store.put_session(meta("s1", files=1), [declared("s1", 0)], first_check=2000.0)
+    why = UnitError(code="not_a_batch_file", message="This is a PNG image.")
+
+    assert store.claim_file(
+        "s1", 0, [], plan=plan_record([]), now=1000.0, due=1900.0, rejection=why
+    )
+    assert store.claim_completion("s1", 1001.0)
+
+    view = store.load_session("s1", consistent=True)
+    assert view is not None
+    assert (view.meta.total, view.meta.files_pending, view.meta.error) == (0, 0, why)

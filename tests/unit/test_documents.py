@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 import io
 import json
@@ -474,6 +475,19 @@ def test_csv_record_too_large_to_parse_is_counted_not_fatal() -> None:
     out = run(data, "big-field.csv")
     assert out.metadata["malformed_rows"] == 1
     assert out.metadata["rows"] == 3
+
+
+def test_csv_field_limit_holds_after_the_batch_parser_raised_the_process_wide_one() -> None:
+    # The batch parser raises csv.field_size_limit for the whole process; a worker sharing that
+    # process must still treat a 200 KiB field as malformed (CI failed on this test order).
+    before = csv.field_size_limit()
+    try:
+        csv.field_size_limit(64 * 1024 * 1024)
+        data = f"id,body\n1,short\n2,{'x' * (200 * 1024)}\n3,short\n".encode()
+        out = run(data, "big-field.csv")
+    finally:
+        csv.field_size_limit(before)
+    assert (out.metadata["malformed_rows"], out.metadata["rows"]) == (1, 3)
 
 
 # HTML

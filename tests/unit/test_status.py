@@ -23,6 +23,7 @@ def meta(**changes: object) -> SessionView:
         version=1,
         first_done_at=view["first_done_at"],  # type: ignore[arg-type]
         last_done_at=None,
+        amounts={},
     )
 
 
