@@ -63,7 +63,10 @@ def fan_out_object(services: Services[WorkSettings], key: str, size: int) -> Non
                 plan = plan_object(services, key, size, name, declared)
             if plan.rejected is not None:
                 logger.warning("batch rejected", extra={"code": plan.rejected.code})
-            claim_with_plan(services, declared, plan)
+            if claim_with_plan(services, declared, plan):
+                # This call counted the units and wrote them: send them without reading back.
+                send_planned(services, meta, file, plan)
+                return
         else:
             logger.info("the file was claimed before; finishing its fan-out", extra={"key": key})
         finish_fan_out(services, meta, file)
@@ -81,6 +84,23 @@ def claim_with_plan(services: Services[WorkSettings], declared: DeclaredFile, pl
     # Written right after the claim; if this crashes, finish_fan_out writes them from the plan.
     store.put_units(plan.units, recovering=False)
     return True
+
+
+def send_planned(
+    services: Services[WorkSettings], meta: SessionMeta, file: int, plan: Plan
+) -> None:
+    """The fan-out's common path: the units this call just claimed and wrote, all new, get their
+    messages. (A crash before the file is marked sent leaves it to finish_fan_out's recovery,
+    run by the redelivered S3 event or the sweeper.)"""
+    waiting = [
+        work_message(meta, unit, attempt=1)
+        for unit in plan.units
+        if unit.status == UnitStatus.PENDING
+    ]
+    send_work(services, waiting, priority=meta.priority)
+    services.store.mark_file_sent(meta.sid, file)
+    logger.info("fanned out", extra={"units": len(plan.units), "queued": len(waiting)})
+    complete_if_done(services, meta.sid)
 
 
 def finish_fan_out(services: Services[WorkSettings], meta: SessionMeta, file: int) -> None:
@@ -124,5 +144,5 @@ def fail_file(
         )
     if not claim_with_plan(services, declared, plan):
         return False
-    finish_fan_out(services, meta, declared.file)
+    send_planned(services, meta, declared.file, plan)
     return True

@@ -100,20 +100,27 @@ class Services(Generic[S_co]):
 
 _lock = threading.Lock()
 _current: Services[CoreSettings] | None = None
+# Built from the environment, one per kind of settings asked for. On AWS each function has its
+# own process and asks for one kind; the local stack runs the API, the fan-out and the worker in
+# one process, and they must not rebuild each other's clients on every call.
+_built: dict[type[CoreSettings], Services[CoreSettings]] = {}
 
 
 def get_services(kind: type[S]) -> Services[S]:
     """The process-wide Services, built on first call from the environment, read as `kind` —
     the settings of the function asking."""
-    global _current
     with _lock:
-        if _current is None or not isinstance(_current.settings, kind):
-            _current = Services(kind())
-        return _current  # type: ignore[return-value]
+        if _current is not None and isinstance(_current.settings, kind):
+            return _current  # type: ignore[return-value]
+        if kind not in _built:
+            _built[kind] = Services(kind())
+        return _built[kind]  # type: ignore[return-value]
 
 
 def set_services(services: Services[CoreSettings] | None) -> None:
-    """Install (None: forget) the process-wide Services; for tests and the local stack."""
+    """Install (None: forget, with every Services built) the process-wide Services; for tests
+    and the local stack."""
     global _current
     with _lock:
         _current = services
+        _built.clear()

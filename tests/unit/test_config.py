@@ -54,3 +54,22 @@ def test_services_are_built_for_the_function_that_asks(monkeypatch: pytest.Monke
         assert type(api.settings) is ApiSettings
     finally:
         set_services(None)
+
+
+def test_functions_sharing_a_process_keep_their_own_services(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The local stack runs the API and the worker in one process: asking in turn must not
+    # rebuild (and re-create the AWS clients of) the other's services every time.
+    monkeypatch.setenv("CHUTE_BUCKET", "b")
+    monkeypatch.setenv("CHUTE_WORK_QUEUE_URL", "http://q/work")
+    monkeypatch.setenv("CHUTE_WORK_HIGH_QUEUE_URL", "http://q/high")
+    monkeypatch.setenv("CHUTE_TOPIC_ARN", "arn:aws:sns:us-east-1:1:t")
+    set_services(None)
+    try:
+        api = get_services(ApiSettings)
+        work = get_services(WorkSettings)
+        assert (get_services(ApiSettings), get_services(WorkSettings)) == (api, work)
+        assert (type(api.settings), type(work.settings)) == (ApiSettings, WorkSettings)
+    finally:
+        set_services(None)
