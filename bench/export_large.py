@@ -130,18 +130,28 @@ def seed(services: Services[Settings], sid: str, n: int) -> None:
         list(pool.map(put_document, units))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set. VmHWM starts afresh at exec; ru_maxrss would carry the
+    parent's peak (Linux keeps it across fork and execve)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(sid: str, fmt: str) -> None:
     """One export in this fresh interpreter: its seconds, bytes and memory."""
     from chalicelib.export import export_results, parse_format
 
     services = Services(CoreSettings())
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = peak_rss_mb()
     view = services.store.load_session(sid)
     assert view is not None
     started = time.perf_counter()
     made = export_results(services, view, parse_format(fmt))
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     head = services.s3.head_object(Bucket=services.settings.bucket, Key=made.key)
     print(
         json.dumps(
@@ -173,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         session = boto3.Session(region_name=REGION)
         provisioned = provision(session, endpoint, LOCAL)
         fields = {**provisioned.settings(LOCAL, REGION), "aws_endpoint_url": endpoint}
-        services = Services(Settings(**fields), session=session)
+        services = Services(Settings.model_validate(fields), session=session)
         env = {**os.environ, **{f"CHUTE_{k.upper()}": str(v) for k, v in fields.items()}}
         runs: dict[str, Any] = {}
         for n in args.units:

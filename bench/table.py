@@ -115,6 +115,48 @@ def hot_items(r: Result) -> Iterator[Row]:
     )
 
 
+def prompts_e2e(r: Result) -> Iterator[Row]:
+    goals = r.get("goals", {})
+    for run in r["runs"]:
+        calls = run["model_in_flight"]
+        goal, met = "-", None
+        if run["prompts"] == 100:
+            goal, met = "< 10 s", goals.get("100_prompts_under_10s")
+        yield (
+            f"{run['prompts']:,} prompts end to end ({r['model_latency_ms']} ms model)",
+            f"{run['elapsed_s']} s, in order {run['results_in_order']}; model calls at once: "
+            f"max {calls['max']}, mean {calls['mean_while_busy']}",
+            goal,
+            _met(met),
+        )
+    if "ratio_1000_over_100" in r:
+        yield (
+            "1,000 / 100 prompts time",
+            f"{r['ratio_1000_over_100']}x",
+            "<= 11x",
+            _met(goals.get("1000_within_11x")),
+        )
+
+
+def export_large(r: Result) -> Iterator[Row]:
+    for units, run in r["runs"].items():
+        for made in run["exports"]:
+            yield (
+                f"export {made['format']}, {int(units):,} units",
+                f"{made['seconds']} s, {made['bytes']:,} B, "
+                f"RSS +{made['rss_over_imports_mb']} MB over imports",
+                "-",
+                "-",
+            )
+    for fmt, growth in r.get("rss_growth_mb", {}).items():
+        yield (
+            f"export {fmt} memory, largest - smallest",
+            f"{growth} MB",
+            "constant",
+            _met(r["goals"]["memory_constant_in_units"]),
+        )
+
+
 def generic(r: Result) -> Iterator[Row]:
     for key, value in r.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -129,6 +171,8 @@ HEADLINES: dict[str, Callable[[Result], Iterator[Row]]] = {
     "capacity": capacity,
     "throughput": throughput,
     "hot_items": hot_items,
+    "prompts_e2e": prompts_e2e,
+    "export_large": export_large,
 }
 
 

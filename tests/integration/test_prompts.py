@@ -14,6 +14,7 @@ import requests
 
 from chalicelib.processors.prompts import ENHANCER
 from infra.model_server import tokens
+from tests.batchfiles import billion_laughs, xlsx
 from tests.integration.conftest import Stack
 
 
@@ -215,3 +216,43 @@ def test_model_failures_fail_only_their_row_and_transient_ones_are_retried(stack
     assert limited["error"]["code"] == "model_rate_limited"
     by_status = stack.stack.model.stats()["by_status"]
     assert by_status == {"200": 2, "400": 1, "429": 3, "503": 1}
+
+
+def test_an_xlsx_batch_reads_the_named_sheet_and_a_txt_batch_one_prompt_per_line(
+    stack: Stack,
+) -> None:
+    workbook = xlsx(
+        {
+            "Notes": [["nothing", "here"]],
+            "Batch": [["Prompt", "owner"], ["first from the sheet", "ana"], [42, "bo"]],
+        }
+    )
+    book_sid = upload_batch(stack, "ideas.xlsx", workbook, sheet="Batch")
+    text_sid = upload_batch(stack, "ideas.txt", b"one\n\n  \ntwo\r\nthree")
+
+    stack.run_until_idle()
+
+    assert [r["name"] for r in units(stack, book_sid)] == [
+        "row 2: first from the sheet",
+        "row 3: 42",
+    ]
+    assert [r["name"] for r in units(stack, text_sid)] == [
+        "row 1: one",
+        "row 4: two",
+        "row 5: three",
+    ]
+    for sid in (book_sid, text_sid):
+        assert stack.get(f"/sessions/{sid}")[1]["status"] == "completed"
+
+
+def test_a_workbook_bomb_is_rejected_without_a_unit(stack: Stack) -> None:
+    sid = upload_batch(stack, "bomb.xlsx", billion_laughs())
+
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], summary["error"]["code"], summary["total"]) == (
+        "rejected",
+        "xlsx_unreadable",
+        0,
+    )

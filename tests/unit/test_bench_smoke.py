@@ -84,12 +84,11 @@ def fan_out_requests(units: int) -> Counter[str]:
     return Counter(
         {
             "s3.GetObject": 1,  # the tail: end record and central directory
-            "dynamodb.GetItem": 3,  # the declared file and META; finish_fan_out: the file again
+            "dynamodb.GetItem": 2,  # the declared file and META
             "dynamodb.TransactWriteItems": 1,  # claim_file: declared file, META, the shards
-            "dynamodb.BatchWriteItem": math.ceil(units / 25),  # the unit items
-            # finish_fan_out then puts every unit again, only_new: each condition fails.
-            "dynamodb.PutItem": units,
-            "dynamodb.Query": 2,  # units_of_file; complete_if_done's load_session
+            # The unit items, once: the units just written are sent without reading them back.
+            "dynamodb.BatchWriteItem": math.ceil(units / 25),
+            "dynamodb.Query": 1,  # complete_if_done's load_session
             "dynamodb.UpdateItem": 1,  # mark_file_sent
             "sqs.SendMessageBatch": math.ceil(units / 10),
         }
@@ -162,15 +161,14 @@ def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_re
     # 2 META updates.
     worker_wcu = 8 * units + 2 * (1 + COUNTER_SHARDS) + 1 + 2
     assert workers["wcu"] == round(worker_wcu / units, 3)
-    # The fan-out: the batch of units, the failed conditional re-puts (1 each), claim_file over
-    # the declared file (7 KB: it carries the inline plan), META and the new shards, doubled;
-    # mark_file_sent rewrites the declared file (7 KB).
+    # The fan-out: the batch of units, claim_file over the declared file (7 KB: it carries the
+    # inline plan), META and the new shards, doubled; mark_file_sent rewrites the declared file.
     declared_kb = 7
-    fan_out_wcu = units + units + 2 * (declared_kb + 1 + shards) + declared_kb
+    fan_out_wcu = units + 2 * (declared_kb + 1 + shards) + declared_kb
     assert fanout["wcu"] == round(fan_out_wcu / units, 3)
     # Together, and the reads and index writes (each unit enters and leaves the lease list):
     # identical over repeated runs; the nearest block edge is the declared file (7,003 B).
-    assert (every["wcu"], every["wcu_index"], every["rcu"]) == (17.0, 3.917, 1.667)
+    assert (every["wcu"], every["wcu_index"], every["rcu"]) == (16.0, 3.917, 1.333)
 
 
 def test_status_read_cost_is_one_query_at_any_size_and_the_naive_read_grows_with_units(
@@ -360,3 +358,34 @@ def test_throughput_completes_each_session_and_notifies_within_seconds() -> None
     assert runs[-1]["elapsed_s"] < 40
     # 0.9-1.1x at these sizes, where a unit's fixed costs dominate.
     assert 0 < result["time_per_unit_ratio_largest_to_smallest"] < 2
+
+
+def test_prompts_e2e_answers_every_row_in_order_with_calls_side_by_side() -> None:
+    result = run_bench_process("prompts_e2e", "--sizes", "12", "--latency-ms", "100")
+    (run,) = result["runs"]
+    assert (run["prompts"], run["status"], run["results_rows"], run["results_in_order"]) == (
+        12,
+        "completed",
+        12,
+        True,
+    )
+    calls = run["model_in_flight"]
+    assert calls["calls"] == 12
+    # The rows of one SQS batch call the model at once: more than one call ran at a time.
+    assert 1 < calls["max"] <= 12
+    # ~2-3 s here; a row waiting for a visibility timeout would take 5 minutes.
+    assert run["elapsed_s"] < 60
+    assert run["tokens"]["tokens_in"] > 0
+
+
+def test_export_large_exports_every_unit_and_memory_does_not_follow_their_number() -> None:
+    result = run_bench_process(
+        "export_large", "--units", "40", "400", "--formats", "csv", "xlsx", "zip"
+    )
+    small, large = result["runs"]["40"]["exports"], result["runs"]["400"]["exports"]
+    assert [(e["format"], e["rows"]) for e in small] == [("csv", 40), ("xlsx", 40), ("zip", 40)]
+    assert [(e["format"], e["rows"]) for e in large] == [("csv", 400), ("xlsx", 400), ("zip", 400)]
+    # ~1 KB of CSV per unit (a 600-character answer and the row): the file grows, memory not.
+    assert 300_000 < large[0]["bytes"] < 600_000
+    assert all(e["rss_over_imports_mb"] < 64 for e in large)
+    assert result["goals"] == {"400_units_exported": True, "memory_constant_in_units": True}
