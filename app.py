@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice, Rate, Response  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Request
 
-from chalicelib import export, fanout, sessions, web
-from chalicelib.config import ApiSettings, SweeperSettings, WorkSettings
+from chalicelib import control, fanout, sessions, web
+from chalicelib.config import ApiSettings, ControlSettings, SweeperSettings, WorkSettings
 from chalicelib.http import (
     current_user,
     encode_cursor,
@@ -20,7 +21,8 @@ from chalicelib.http import (
     query_param,
 )
 from chalicelib.queues import batch_concurrency, run_batch
-from chalicelib.services import get_services
+from chalicelib.services import Services, get_services
+from chalicelib.store.items import SessionView
 from chalicelib.sweeper import sweep
 from chalicelib.worker import process_message
 
@@ -108,6 +110,9 @@ def list_files(sid: str) -> Response:
 @app.route("/sessions/{sid}/results", methods=["GET"], cors=True)
 @handles_errors
 def get_results(sid: str) -> Response:
+    # Imported here: the export writers are not part of every API cold start.
+    from chalicelib import export
+
     services, request = get_services(ApiSettings), _request()
     fmt = export.parse_format(query_param(request, "format"))
     view = sessions.owned_session(services.store, sid, current_user(request, services))
@@ -115,6 +120,33 @@ def get_results(sid: str) -> Response:
     return Response(
         body="", status_code=302, headers={"Location": made.url, "Cache-Control": "no-store"}
     )
+
+
+def _control(sid: str, act: Callable[[Services[ControlSettings], SessionView], object]) -> Response:
+    """Run a control on the caller's session; the session as it is afterwards."""
+    services, request = get_services(ControlSettings), _request()
+    view = sessions.owned_session(services.store, sid, current_user(request, services))
+    act(services, view)
+    after = services.store.load_session(sid, consistent=True) or view
+    return json_response(sessions.summarize(after, services.clock.now()))
+
+
+@app.route("/sessions/{sid}/pause", methods=["POST"], cors=True)
+@handles_errors
+def pause_session(sid: str) -> Response:
+    return _control(sid, control.pause)
+
+
+@app.route("/sessions/{sid}/resume", methods=["POST"], cors=True)
+@handles_errors
+def resume_session(sid: str) -> Response:
+    return _control(sid, control.resume)
+
+
+@app.route("/sessions/{sid}/cancel", methods=["POST"], cors=True)
+@handles_errors
+def cancel_session(sid: str) -> Response:
+    return _control(sid, control.cancel)
 
 
 @app.lambda_function(name="on_upload")

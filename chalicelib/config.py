@@ -74,7 +74,12 @@ class SweeperSettings(WorkSettings):
     uploads_dlq_url: str | None = None
 
 
-class Settings(ApiSettings, SweeperSettings):
+class ControlSettings(ApiSettings, WorkSettings):
+    """The API's control routes (pause, resume, cancel): they send the units they put back to
+    the work queues, and a cancel may end the session and publish its event."""
+
+
+class Settings(ControlSettings, SweeperSettings):
     """Every function's settings at once: the embedded stack and the tests."""
 
     uploads_queue_url: str | None = None

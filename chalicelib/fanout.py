@@ -20,7 +20,7 @@ from chalicelib.completion import complete_if_done
 from chalicelib.config import WorkSettings
 from chalicelib.errors import PermanentError
 from chalicelib.log import log_keys, logger
-from chalicelib.models import PromptOptions, UnitStatus
+from chalicelib.models import PromptOptions, SessionState, UnitStatus
 from chalicelib.plans import Plan, load_plan, save_plan
 from chalicelib.presign import parse_upload_key
 from chalicelib.queues import send_work, work_message
@@ -56,7 +56,10 @@ def fan_out_object(services: Services[WorkSettings], key: str, size: int) -> Non
             logger.warning("ignoring an upload for no declared file", extra={"key": key})
             return
         if declared.fanned_out_at is None:
-            if services.jobs.get(declared.job_type).rows:
+            if meta.state in (SessionState.CANCELLING, SessionState.CANCELLED):
+                # Arrived after the session was cancelled: counted as a file, never read.
+                plan = Plan(units=[])
+            elif services.jobs.get(declared.job_type).rows:
                 options = PromptOptions.model_validate(meta.options)
                 plan = plan_rows(services, key, size, name, declared, options)
             else:

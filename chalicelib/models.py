@@ -55,6 +55,7 @@ class SessionStatus(StrEnum):
     FAILED = "failed"  # no unit completed
     CANCELLED = "cancelled"
     REJECTED = "rejected"  # the input was refused as a whole (a bad batch file): no unit exists
+    CANCELLING = "cancelling"  # cancelled; a unit that was running is finishing
 
 
 TERMINAL_SESSION_STATUSES = frozenset(
@@ -184,6 +185,8 @@ class SessionSummary(Model):
     eta_seconds: float | None
     timed_out: bool
     can_resume: bool
+    # Why a paused session paused: "requested", or "failure_rate" when it paused itself.
+    pause_reason: str | None = None
     notified: bool
     version: int
     created_at: float

@@ -17,6 +17,8 @@ from chalicelib.store.items import NotificationItem, SessionView
 
 
 def completion_event(status: SessionStatus) -> str:
+    if status == SessionStatus.CANCELLED:
+        return "session.cancelled"
     failed = status in (SessionStatus.FAILED, SessionStatus.REJECTED)
     return "session.failed" if failed else "session.completed"
 
@@ -41,8 +43,13 @@ def completion_message(view: SessionView, status: SessionStatus) -> tuple[str, s
         ]
         return subject, "\n".join(lines)
     units = "rows" if meta.job_type == "prompts" else "files"
+    ended = (
+        "was cancelled"
+        if status == SessionStatus.CANCELLED
+        else f"has finished: {status.value.replace('_', ' ')}"
+    )
     lines = [
-        f"Your upload session {label} has finished: {status.value.replace('_', ' ')}.",
+        f"Your upload session {label} {ended}.",
         "",
         f"{completed} of {total} {units} completed.",
     ]

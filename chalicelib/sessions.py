@@ -225,8 +225,8 @@ def create_session(services: Services[ApiSettings], owner: str, body: Any) -> Cr
 
 def session_status(view: SessionView) -> SessionStatus:
     meta = view.meta
-    if meta.state == SessionState.CANCELLED:
-        return SessionStatus.CANCELLED
+    if meta.state in (SessionState.CANCELLING, SessionState.CANCELLED):
+        return SessionStatus.CANCELLED if meta.done_at is not None else SessionStatus.CANCELLING
     if meta.error is not None and meta.done_at is not None:
         return SessionStatus.REJECTED
     if meta.done_at is not None:
@@ -282,6 +282,7 @@ def summarize(view: SessionView, now: float) -> SessionSummary:
         eta_seconds=eta_seconds(view, now),
         timed_out=meta.files_pending > 0 and meta.done_at is None and now > meta.upload_deadline,
         can_resume=meta.state == SessionState.PAUSED,
+        pause_reason=meta.pause_reason if meta.state == SessionState.PAUSED else None,
         notified=meta.notified,
         version=view.version,
         created_at=meta.created_at,

@@ -15,16 +15,17 @@ from collections.abc import Callable
 from chalicelib.budget import MIN_START_S, STUCK_GRACE_S, WORKER_TIMEOUT_S
 from chalicelib.completion import complete_if_done
 from chalicelib.config import WorkSettings
+from chalicelib.control import unpark_unit
 from chalicelib.errors import ChuteError, PermanentError, RetryableError, UnitSkipped
 from chalicelib.jobs import JobType, UnknownJobType
 from chalicelib.log import log_keys, logger
-from chalicelib.models import UnitError, UnitStatus, WorkMessage
+from chalicelib.models import SessionState, UnitError, UnitStatus, WorkMessage
 from chalicelib.processors import ProcessorOutput, registry
 from chalicelib.processors.base import DEFAULT_SPANS
 from chalicelib.queues import MAX_DELAY_S, backoff_s, send_work
 from chalicelib.services import Services
 from chalicelib.store import Outcome
-from chalicelib.store.items import UnitItem, UnitPatch
+from chalicelib.store.items import SessionMeta, UnitItem, UnitPatch
 from chalicelib.store.keys import UnitRef
 from chalicelib.unitrun import StaleAttemptError, TimeUpError, UnitRun
 
@@ -98,7 +99,13 @@ class Worker:
     def _claim(self, run: UnitRun, now: float) -> Outcome:
         """pending → running for this message's attempt, or take over an expired lease.
 
-        MOVED when this delivery now owns the unit (run.attempt says which attempt it is)."""
+        MOVED when this delivery now owns the unit (run.attempt says which attempt it is). A
+        session that is not active holds its units back instead (parked, or cancelled)."""
+        meta = self.store.get_meta(self.ref.sid)
+        if meta is not None and meta.state != SessionState.ACTIVE:
+            held = self._hold(meta, now)
+            if held is not None:
+                return held
         patch = UnitPatch(
             stage=run.current_stage, progress=0.0, started_at=now, lease_until=run.lease_until(now)
         )
@@ -121,6 +128,27 @@ class Worker:
             run.attempt = unit.attempt + 1
             return took
         return self._skip(unit)
+
+    def _hold(self, meta: SessionMeta, now: float) -> Outcome | None:
+        """A pending unit of a paused session is parked and its message dropped; of a cancelled
+        one, cancelled. None when the unit was not pending at this attempt (the claim decides)."""
+        waiting = self.message.attempt - 1
+        if meta.state != SessionState.PAUSED:  # cancelling or cancelled
+            cancelled = self.store.move(self.ref, S.PENDING, S.CANCELLED, attempt=waiting, now=now)
+            return None if cancelled is Outcome.STALE else cancelled
+        if (
+            self.store.move(self.ref, S.PENDING, S.PAUSED, attempt=waiting, now=now)
+            is Outcome.STALE
+        ):
+            return None
+        logger.info("parked: the session is paused")
+        # A resume that listed the parked units just before this one was parked would miss it:
+        # look again, and put it back to work if the session is active by now.
+        again = self.store.get_meta(self.ref.sid)
+        unit = self.store.get_unit(self.ref)
+        if again is not None and again.state == SessionState.ACTIVE and unit is not None:
+            unpark_unit(self.services, again, unit)
+        return Outcome.STALE
 
     def _skip(self, unit: UnitItem) -> Outcome:
         """A duplicate or stale delivery: change nothing, but leave nothing hanging."""

@@ -128,7 +128,10 @@ def define(*, prefix: str = "chute", bucket: str = "chute-local") -> Resources:
         topic=TopicSpec(
             f"{prefix}-events",
             subscriptions=(
-                SubscriptionSpec(outbox.name, {"event": ("session.completed", "session.failed")}),
+                SubscriptionSpec(
+                    outbox.name,
+                    {"event": ("session.completed", "session.failed", "session.cancelled")},
+                ),
             ),
         ),
     )

@@ -2,7 +2,8 @@
 JSON, JSONL, XLSX or ZIP, written to S3 once per session version and handed out as a presigned GET.
 
 The export is built in a temporary file (openpyxl and zipfile want one) and sent by a managed
-multipart upload: memory stays constant in the number of units. A session whose version has not
+multipart upload that reads its parts from that file: memory stays constant in the number of
+units. A session whose version has not
 changed since an export was made gets that export again; a running session gets a new one whenever
 a unit moved, and its unfinished units say where they stand (`pending`, `running`).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import InvalidInput
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
 __all__ = ["FORMATS", "Export", "ExportFormat", "export_key", "export_results", "parse_format"]
 
 LINK_EXPIRY_S = 300
+# Parts of 8 MiB, two in flight: an export's upload holds at most ~16 MiB of it in memory.
+UPLOAD = TransferConfig(
+    multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024, max_concurrency=2
+)
 
 
 @dataclass(frozen=True)
@@ -73,11 +79,18 @@ def export_results(
     key = export_key(view.sid, view.version, fmt)
     rows: int | None = None
     if not _exists(services, key):
-        with tempfile.TemporaryFile() as out:
+        with tempfile.NamedTemporaryFile(prefix="chute-export-", suffix=f".{fmt}") as out:
             rows = write_export(services, view, fmt, out)
-            out.seek(0)
-            s3.upload_fileobj(
-                out, settings.bucket, key, ExtraArgs={"ContentType": CONTENT_TYPES[fmt]}
+            out.flush()
+            # By file name, so the transfer reads each part from disk as it sends it (from a
+            # file object it reads the parts into memory first): memory stays within
+            # UPLOAD's parts in flight whatever the export's size.
+            s3.upload_file(
+                out.name,
+                settings.bucket,
+                key,
+                ExtraArgs={"ContentType": CONTENT_TYPES[fmt]},
+                Config=UPLOAD,
             )
     url = s3.generate_presigned_url(
         "get_object",

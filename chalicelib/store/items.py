@@ -53,6 +53,9 @@ class SessionMeta(Model):
     options: dict[str, Any] = Field(default_factory=dict)
     notify_on_complete: bool = True
     state: SessionState = SessionState.ACTIVE
+    # Why a paused session paused: "requested" (the person) or "failure_rate" (auto-pause).
+    pause_reason: str | None = None
+    state_changed_at: float | None = None
     files_total: int
     files_pending: int
     total: int = 0

@@ -65,13 +65,20 @@ class Queries:
         return [v for v in views if v is not None], last
 
     def list_units(
-        self, sid: str, *, limit: int, start: StartKey | None, status: UnitStatus | None = None
+        self,
+        sid: str,
+        *,
+        limit: int,
+        start: StartKey | None,
+        status: UnitStatus | None = None,
+        consistent: bool = False,
     ) -> tuple[list[UnitItem], StartKey | None]:
         """Units in input order; a status filter may return fewer than limit with a next key."""
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "PK = :pk AND begins_with(SK, :f)",
             "ExpressionAttributeValues": serialize({":pk": session_pk(sid), ":f": "F#"}),
             "Limit": limit,
+            "ConsistentRead": consistent,
         }
         if status is not None:
             kwargs["FilterExpression"] = "#status = :status"

@@ -304,7 +304,8 @@ class Transitions:
         return True
 
     def claim_completion(self, sid: str, now: float) -> bool:
-        """Mark the session done if every file arrived and every unit is terminal.
+        """Mark the session done if every file arrived and every unit is terminal (a paused
+        session never is; a cancelling one is, once its running units have finished).
 
         One transaction checks every counter shard and sets done_at on META: exactly one caller
         gets True; every other caller (and every call before the session is done) gets False.
@@ -316,7 +317,7 @@ class Transitions:
         )
         meta_condition = (
             "attribute_exists(PK) AND attribute_not_exists(#done_at)"
-            " AND #files_pending = :zero AND #state = :active"
+            " AND #files_pending = :zero AND #state IN (:active, :cancelling)"
         )
         shard_condition = "attribute_not_exists(#remaining) OR #remaining = :zero"
         values: dict[str, Any] = {
@@ -325,6 +326,7 @@ class Transitions:
             ":one": 1,
             ":zero": 0,
             ":active": SessionState.ACTIVE.value,
+            ":cancelling": SessionState.CANCELLING.value,
             ":notify": DueList.NOTIFY.value,
             ":due": index_key(now, sid),
         }
@@ -352,5 +354,5 @@ def may_be_done(view: SessionView) -> bool:
         view.meta.done_at is None
         and view.meta.files_pending == 0
         and view.remaining == 0
-        and view.meta.state == SessionState.ACTIVE
+        and view.meta.state in (SessionState.ACTIVE, SessionState.CANCELLING)
     )

@@ -106,6 +106,7 @@ def worker_requests(units: int) -> Counter[str]:
             "dynamodb.TransactWriteItems": 2 * units + shards + 1,
             # complete_if_done after each shard's last unit; notify_completion's load_session.
             "dynamodb.Query": shards + 1,
+            "dynamodb.GetItem": units,  # the session's state, read before each claim
             "dynamodb.UpdateItem": 2,  # claim_event, record_event_sent
             "dynamodb.PutItem": 1,  # the notification item
             "s3.GetObject": units,  # each member, one ranged GET
@@ -153,8 +154,11 @@ def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_re
         "wcu_cancelled_transactions_estimate": 2 * shards,
     }
 
-    # Reads: every worker read is a strongly consistent Query of the META partition, one block.
-    assert workers["rcu"] == workers["by_operation"]["Query"]["requests"]
+    # Reads, one 4 KB block each, strongly consistent: a Query of the META partition, and per
+    # unit a GetItem of META (the session's state: a paused session parks the unit).
+    by_operation = workers["by_operation"]
+    assert workers["rcu"] == by_operation["Query"]["requests"] + by_operation["GetItem"]["requests"]
+    assert by_operation["GetItem"]["requests"] == 1.0
     # Writes. Unit items (~0.8 KB), shards, META and the notification are each under 1 KB: the
     # workers write 4 units per claim and 4 per finish (unit + shard, doubled in a
     # transaction), 2 x (META + 16 shard checks) to claim completion, 1 notification item and
@@ -168,7 +172,7 @@ def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_re
     assert fanout["wcu"] == round(fan_out_wcu / units, 3)
     # Together, and the reads and index writes (each unit enters and leaves the lease list):
     # identical over repeated runs; the nearest block edge is the declared file (7,003 B).
-    assert (every["wcu"], every["wcu_index"], every["rcu"]) == (16.0, 3.917, 1.333)
+    assert (every["wcu"], every["wcu_index"], every["rcu"]) == (16.0, 3.917, 2.333)
 
 
 def test_status_read_cost_is_one_query_at_any_size_and_the_naive_read_grows_with_units(

@@ -1,0 +1,171 @@
+"""Steering a session (DESIGN §4): pause, resume, cancel.
+
+The session's state changes on META first (`Store.set_state`, conditional); its units follow,
+each by one counted `Store.move`, so counts always add up to the total:
+
+- pause: nothing new starts. A worker that receives a unit's message while the session is paused
+  parks the unit (`pending → paused`) and drops the message; running units finish.
+- resume: the parked units go back to `pending` and get one message each, in ordinal order. A unit
+  parked just after the resume listed them is unparked by the worker that parked it (it checks the
+  state again after parking): whichever move wins sends the one message.
+- cancel: nothing new starts; pending and paused units end `cancelled`; files not yet uploaded are
+  claimed with no units. The session is `cancelled` once no unit is running, and its one
+  `session.cancelled` event goes out then (from here, or from the last running unit's finish).
+
+Each control is idempotent; one the session's status forbids is a 409 `invalid_state`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from chalicelib.budget import STUCK_GRACE_S
+from chalicelib.completion import complete_if_done
+from chalicelib.errors import Conflict
+from chalicelib.fanout import claim_with_plan, send_planned
+from chalicelib.log import logger
+from chalicelib.models import SessionState, SessionStatus, UnitStatus
+from chalicelib.plans import Plan
+from chalicelib.queues import send_work, work_message
+from chalicelib.sessions import session_status
+from chalicelib.store import Outcome
+
+if TYPE_CHECKING:
+    from chalicelib.config import WorkSettings
+    from chalicelib.services import Services
+    from chalicelib.store.items import SessionMeta, SessionView, UnitItem
+
+S = UnitStatus
+PAGE = 200
+REQUESTED = "requested"
+NOTHING = Plan(units=[])  # the plan of a file a cancelled session will never read
+
+
+def _refuse(action: str, view: SessionView) -> Conflict:
+    status = session_status(view)
+    return Conflict(
+        f"A {status.value.replace('_', ' ')} session cannot be {action}.",
+        code="invalid_state",
+        details={"status": status.value},
+    )
+
+
+def pause(services: Services[WorkSettings], view: SessionView, *, reason: str = REQUESTED) -> bool:
+    """Pause a running session; False if it was paused already."""
+    if view.meta.state == SessionState.PAUSED and view.meta.done_at is None:
+        return False
+    now = services.clock.now()
+    if not services.store.set_state(
+        view.sid, {SessionState.ACTIVE}, SessionState.PAUSED, now=now, reason=reason
+    ):
+        raise _refuse("paused", _reload(services, view))
+    logger.info("session paused", extra={"session_id": view.sid, "reason": reason})
+    return True
+
+
+def resume(services: Services[WorkSettings], view: SessionView) -> int:
+    """Resume a paused session; the units put back to work (a resumed session's stragglers,
+    parked as it resumed, are put back too)."""
+    meta = view.meta
+    if meta.state != SessionState.ACTIVE or meta.done_at is not None:
+        now = services.clock.now()
+        if not services.store.set_state(
+            view.sid, {SessionState.PAUSED}, SessionState.ACTIVE, now=now
+        ):
+            raise _refuse("resumed", _reload(services, view))
+    meta = _reload(services, view).meta
+    resumed = unpark(services, meta)
+    logger.info("session resumed", extra={"session_id": view.sid, "units": resumed})
+    return resumed
+
+
+def cancel(services: Services[WorkSettings], view: SessionView) -> int:
+    """Cancel a session; the units cancelled by this call."""
+    meta = view.meta
+    if meta.state not in (SessionState.CANCELLING, SessionState.CANCELLED):
+        now = services.clock.now()
+        if not services.store.set_state(
+            view.sid,
+            {SessionState.ACTIVE, SessionState.PAUSED},
+            SessionState.CANCELLING,
+            now=now,
+        ):
+            raise _refuse("cancelled", _reload(services, view))
+    elif meta.done_at is not None:
+        return 0
+    cancelled = 0
+    for unit in _units(services, view.sid, S.PENDING, S.PAUSED):
+        moved = services.store.move(
+            unit.ref, unit.status, S.CANCELLED, attempt=unit.attempt, now=services.clock.now()
+        )
+        cancelled += moved is not Outcome.STALE
+    _claim_missing_files(services, meta)
+    complete_if_done(services, view.sid)
+    logger.info("session cancelled", extra={"session_id": view.sid, "units": cancelled})
+    return cancelled
+
+
+def unpark(services: Services[WorkSettings], meta: SessionMeta) -> int:
+    """Every parked unit of an active session back to pending, with its message; how many."""
+    if meta.state != SessionState.ACTIVE:
+        return 0
+    batch: list[UnitItem] = []
+    resumed = 0
+    for unit in _units(services, meta.sid, S.PAUSED):
+        if _unpark_one(services, unit):
+            batch.append(unit)
+        if len(batch) >= PAGE:
+            resumed += _send(services, meta, batch)
+            batch = []
+    return resumed + _send(services, meta, batch)
+
+
+def _unpark_one(services: Services[WorkSettings], unit: UnitItem) -> bool:
+    now = services.clock.now()
+    # Listed as RETRY until its message is claimed: if the send below is lost, the sweeper
+    # sends it.
+    moved = services.store.move(
+        unit.ref, S.PAUSED, S.PENDING, attempt=unit.attempt, now=now, due=now + STUCK_GRACE_S
+    )
+    return moved is not Outcome.STALE
+
+
+def unpark_unit(services: Services[WorkSettings], meta: SessionMeta, unit: UnitItem) -> bool:
+    """One parked unit back to work (a worker that parked it as the session resumed)."""
+    if not _unpark_one(services, unit):
+        return False
+    _send(services, meta, [unit])
+    return True
+
+
+def _send(services: Services[WorkSettings], meta: SessionMeta, units: list[UnitItem]) -> int:
+    messages = [work_message(meta, unit, unit.attempt + 1) for unit in units if unit.source]
+    send_work(services, messages, priority=meta.priority)
+    return len(messages)
+
+
+def _units(services: Services[WorkSettings], sid: str, *statuses: UnitStatus) -> Iterator[UnitItem]:
+    """The session's units in any of `statuses`, in ordinal order (strongly consistent)."""
+    start = None
+    while True:
+        units, start = services.store.list_units(sid, limit=PAGE, start=start, consistent=True)
+        yield from (u for u in units if u.status in statuses)
+        if start is None:
+            return
+
+
+def _claim_missing_files(services: Services[WorkSettings], meta: SessionMeta) -> None:
+    """Files not yet uploaded will never be: claimed with no units, so the session can end."""
+    for declared in services.store.declared_files(meta.sid):
+        if declared.fanned_out_at is None and claim_with_plan(services, declared, NOTHING):
+            send_planned(services, meta, declared.file, NOTHING)
+
+
+def _reload(services: Services[WorkSettings], view: SessionView) -> SessionView:
+    fresh = services.store.load_session(view.sid, consistent=True)
+    return fresh if fresh is not None else view
+
+
+def status_after(services: Services[WorkSettings], view: SessionView) -> SessionStatus:
+    return session_status(_reload(services, view))

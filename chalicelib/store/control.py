@@ -1,0 +1,42 @@
+"""A session's state (DESIGN §4): what the person asked for — active, paused, cancelling — on META.
+
+Only the state changes here, conditionally; the units follow through `Transitions.move`, one
+counted move each (parked, unparked, cancelled), made by the control logic and the workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from chalicelib.models import SessionState
+from chalicelib.store.keys import meta_key
+from chalicelib.store.table import Table
+
+
+class Control:
+    _table: Table
+
+    def set_state(
+        self,
+        sid: str,
+        from_: Collection[SessionState],
+        to: SessionState,
+        *,
+        now: float,
+        reason: str | None = None,
+    ) -> bool:
+        """Move META's state from one of `from_` to `to`, if the session is not done; False when
+        it was in another state (or done). A pause records its reason; any other move clears it."""
+        allowed = {f":from{i}": state.value for i, state in enumerate(sorted(from_))}
+        update = "SET #state = :to, #state_changed_at = :now ADD #version :one"
+        values: dict[str, object] = {":to": to.value, ":now": now, ":one": 1, **allowed}
+        if reason is not None:
+            update = "SET #pause_reason = :reason, " + update.removeprefix("SET ")
+            values[":reason"] = reason
+        else:
+            update += " REMOVE #pause_reason"
+        condition = (
+            "attribute_exists(PK) AND attribute_not_exists(#done_at)"
+            f" AND #state IN ({', '.join(allowed)})"
+        )
+        return self._table.update(meta_key(sid), update, condition=condition, values=values)

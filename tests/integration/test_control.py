@@ -1,0 +1,204 @@
+"""Steering a session through the API (DESIGN §4): pause, resume, cancel — every move counted,
+nothing run while paused, one notification per ending."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from chalicelib.completion import complete_if_done
+from chalicelib.models import SessionState
+from chalicelib.models import UnitStatus as S
+from chalicelib.store import Outcome
+from chalicelib.store.items import UnitPatch
+from chalicelib.store.keys import UnitRef
+from tests.integration.conftest import Stack
+from tests.integration.test_prompts import post_session
+
+
+def control(stack: Stack, sid: str, action: str, user: str = "alice") -> tuple[int, Any]:
+    response = stack.client.http.post(f"/sessions/{sid}/{action}", headers=stack.auth(user))
+    return response.status_code, json.loads(response.body)
+
+
+def prompts_session(stack: Stack, n: int) -> str:
+    status, created = post_session(
+        stack, {"job_type": "prompts", "prompts": [f"prompt {i}" for i in range(n)]}
+    )
+    assert status == 201, created
+    stack.stack.drain("on_upload")  # fanned out: every unit pending, its message queued
+    return str(created["session_id"])
+
+
+def counts(stack: Stack, sid: str) -> dict[str, int]:
+    _, summary = stack.get(f"/sessions/{sid}")
+    return {k: v for k, v in summary["counts"].items() if v}
+
+
+def test_a_paused_session_runs_nothing_parks_its_units_and_resumes_them_all(stack: Stack) -> None:
+    sid = prompts_session(stack, 5)
+
+    status, paused = control(stack, sid, "pause")
+    assert (status, paused["status"], paused["pause_reason"], paused["can_resume"]) == (
+        200,
+        "paused",
+        "requested",
+        True,
+    )
+    stack.run_until_idle()  # every message arrives while paused
+
+    assert counts(stack, sid) == {"paused": 5}
+    assert stack.stack.model.stats()["requests"] == 0
+    assert stack.emails() == []  # a paused session never completes
+
+    status, resumed = control(stack, sid, "resume")
+    assert (status, resumed["status"], resumed["pause_reason"]) == (200, "processing", None)
+    assert counts(stack, sid) == {"pending": 5}
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], summary["counts"]["completed"]) == ("completed", 5)
+    # Parked and resumed units are still on their first attempt: parking is not a try.
+    _, page = stack.get(f"/sessions/{sid}/files")
+    assert [u["attempt"] for u in page["items"]] == [1, 1, 1, 1, 1]
+    assert stack.stack.model.stats()["requests"] == 5
+    assert len(stack.emails()) == 1
+
+
+def test_controls_are_idempotent_and_a_finished_session_refuses_them(stack: Stack) -> None:
+    sid = prompts_session(stack, 2)
+    assert control(stack, sid, "resume")[0] == 200  # active already: nothing to do
+    assert control(stack, sid, "pause")[0] == 200
+    assert control(stack, sid, "pause")[0] == 200
+    assert control(stack, sid, "resume")[0] == 200
+    stack.run_until_idle()
+
+    for action in ("pause", "resume", "cancel"):
+        status, error = control(stack, sid, action)
+        assert (status, error["error"]["code"], error["error"]["details"]) == (
+            409,
+            "invalid_state",
+            {"status": "completed"},
+        )
+
+
+def test_cancel_ends_a_session_with_nothing_running_at_once_with_one_event(stack: Stack) -> None:
+    sid = prompts_session(stack, 4)
+
+    status, cancelled = control(stack, sid, "cancel")
+
+    assert (status, cancelled["status"], cancelled["progress"]) == (200, "cancelled", 100.0)
+    assert counts(stack, sid) == {"cancelled": 4}
+    stack.run_until_idle()  # the queued messages find their units cancelled
+    assert counts(stack, sid) == {"cancelled": 4}
+    assert stack.stack.model.stats()["requests"] == 0
+    (email,) = stack.emails()
+    assert email["MessageAttributes"]["event"]["Value"] == "session.cancelled"
+    assert "was cancelled" in email["Message"]
+    assert control(stack, sid, "cancel")[0] == 200
+    assert control(stack, sid, "resume")[1]["error"]["details"] == {"status": "cancelled"}
+    assert stack.emails() == []
+
+
+def test_a_paused_session_can_be_cancelled(stack: Stack) -> None:
+    sid = prompts_session(stack, 3)
+    control(stack, sid, "pause")
+    stack.run_until_idle()
+
+    _, cancelled = control(stack, sid, "cancel")
+
+    assert (cancelled["status"], counts(stack, sid)) == ("cancelled", {"cancelled": 3})
+
+
+def test_a_cancelled_session_ends_when_its_running_unit_finishes(stack: Stack) -> None:
+    sid = prompts_session(stack, 3)
+    services = stack.stack.services
+    running = UnitRef(sid, 0, 1)
+    lease = UnitPatch(lease_until=services.clock.now() + 90)
+    assert services.store.move(running, S.PENDING, S.RUNNING, attempt=0, now=1.0, patch=lease) is (
+        Outcome.MOVED
+    )
+
+    _, cancelling = control(stack, sid, "cancel")
+    assert (cancelling["status"], counts(stack, sid)) == (
+        "cancelling",
+        {"running": 1, "cancelled": 2},
+    )
+    assert stack.emails() == []
+
+    finished = services.store.move(running, S.RUNNING, S.COMPLETED, attempt=1, now=2.0)
+    assert finished is Outcome.LAST_IN_SHARD
+    assert complete_if_done(services, sid)  # what the finisher of the last running unit does
+    stack.run_until_idle()  # the other units' messages find them cancelled
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], counts(stack, sid)) == (
+        "cancelled",
+        {"completed": 1, "cancelled": 2},
+    )
+    assert [e["MessageAttributes"]["event"]["Value"] for e in stack.emails()] == [
+        "session.cancelled"
+    ]
+
+
+def test_cancelling_before_the_upload_claims_the_file_and_its_late_upload_is_not_read(
+    stack: Stack,
+) -> None:
+    response = stack.client.http.post(
+        "/sessions",
+        headers=stack.auth(),
+        body=json.dumps({"files": [{"name": "a.txt", "size": 5, "content_type": "text/plain"}]}),
+    )
+    created = json.loads(response.body)
+    sid = created["session_id"]
+
+    _, cancelled = control(stack, sid, "cancel")
+    assert (cancelled["status"], cancelled["total"], cancelled["files_received"]) == (
+        "cancelled",
+        0,
+        1,
+    )
+
+    (ticket,) = created["uploads"]
+    posted = requests.post(
+        ticket["url"], data=ticket["fields"], files={"file": b"hello"}, timeout=10
+    )
+    assert posted.status_code == 204
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], summary["total"]) == ("cancelled", 0)
+    assert len(stack.emails()) == 1
+
+
+def test_a_unit_parked_as_the_session_resumes_is_put_back_by_its_worker(stack: Stack) -> None:
+    """The race: a resume lists the parked units, and a worker parks one more just after. The
+    worker looks at the session again after parking, and sends it back to work itself."""
+    sid = prompts_session(stack, 1)
+    control(stack, sid, "pause")
+    store = stack.stack.services.store
+    resumed: list[bool] = []
+
+    def resume_before_the_park(params: dict[str, Any], **_: Any) -> None:
+        if not resumed and b'"paused"' in params["body"]:
+            # The resume happens here: state active, and no unit parked yet to list.
+            resumed.append(store.set_state(sid, {SessionState.PAUSED}, SessionState.ACTIVE, now=5))
+
+    store._table.ddb.meta.events.register(
+        "before-call.dynamodb.TransactWriteItems", resume_before_the_park
+    )
+    stack.run_until_idle()
+
+    assert resumed == [True]
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], counts(stack, sid)) == ("completed", {"completed": 1})
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
+def test_someone_elses_session_is_not_found(stack: Stack, action: str) -> None:
+    sid = prompts_session(stack, 1)
+    status, error = control(stack, sid, action, user="mallory")
+    assert (status, error["error"]["code"]) == (404, "session_not_found")
