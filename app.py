@@ -149,6 +149,15 @@ def cancel_session(sid: str) -> Response:
     return _control(sid, control.cancel)
 
 
+@app.route("/sessions/{sid}/retry", methods=["POST"], cors=True)
+@handles_errors
+def retry_session(sid: str) -> Response:
+    everything = query_param(_request(), "all") in ("true", "1")
+    return _control(
+        sid, lambda services, view: control.retry(services, view, everything=everything)
+    )
+
+
 @app.lambda_function(name="on_upload")
 def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001
     services = get_services(WorkSettings)

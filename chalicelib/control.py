@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from chalicelib.budget import STUCK_GRACE_S
+from chalicelib.budget import RECHECK_S, STUCK_GRACE_S
 from chalicelib.completion import complete_if_done
 from chalicelib.errors import Conflict
 from chalicelib.fanout import claim_with_plan, send_planned
@@ -104,6 +104,46 @@ def cancel(services: Services[WorkSettings], view: SessionView) -> int:
     complete_if_done(services, view.sid)
     logger.info("session cancelled", extra={"session_id": view.sid, "units": cancelled})
     return cancelled
+
+
+RETRYABLE = (S.FAILED, S.TIMEOUT)
+
+
+def retry(services: Services[WorkSettings], view: SessionView, *, everything: bool = False) -> int:
+    """Failed and timed-out units that may succeed on another try (`everything`: every failed
+    one) back to pending with their attempts reset, at their ordinals; a done session reopens
+    and will complete, and notify, again. The units put back to work."""
+    meta = view.meta
+    status = session_status(view)
+    if meta.state != SessionState.ACTIVE and meta.state != SessionState.PAUSED:
+        raise _refuse("retried", view)
+    if status in (SessionStatus.REJECTED, SessionStatus.UPLOADING):
+        raise _refuse("retried", view)
+    store, now = services.store, services.clock.now()
+    batch: list[UnitItem] = []
+    retried = 0
+    # The units first, then META: a session reopened before its units were pending could be
+    # claimed complete again at once, by anyone checking, with nothing retried.
+    for unit in _units(services, view.sid, *RETRYABLE):
+        if unit.source is None or not (everything or unit.retryable):
+            continue  # failed before there was anything to read (a missing upload): no retry
+        moved = store.move(
+            unit.ref, unit.status, S.PENDING, attempt=unit.attempt, now=now,
+            due=now + STUCK_GRACE_S,
+        )  # fmt: skip
+        if moved is not Outcome.STALE:
+            batch.append(unit.model_copy(update={"attempt": 0}))
+        if len(batch) >= PAGE:
+            retried += _send(services, meta, batch)
+            batch = []
+    retried += _send(services, meta, batch)
+    if retried and meta.done_at is not None:
+        store.reopen(view.sid, now=now, recheck=now + RECHECK_S)
+        # The retried units may all have finished before the reopening: their finishers saw a
+        # done session and claimed nothing. Check now (the sweeper would, later).
+        complete_if_done(services, view.sid)
+    logger.info("failed units retried", extra={"session_id": view.sid, "units": retried})
+    return retried
 
 
 def unpark(services: Services[WorkSettings], meta: SessionMeta) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from chalicelib.models import SessionState
-from chalicelib.store.keys import meta_key
+from chalicelib.store.keys import DueList, index_key, meta_key
 from chalicelib.store.table import Table
 
 
@@ -40,3 +40,27 @@ class Control:
             f" AND #state IN ({', '.join(allowed)})"
         )
         return self._table.update(meta_key(sid), update, condition=condition, values=values)
+
+    def reopen(self, sid: str, *, now: float, recheck: float) -> bool:
+        """A done session gets new work (its failed units retried): not done, not notified,
+        listed OPEN again, so it completes — and notifies — once more. False when it was not
+        done (or not active: a cancelled or rejected session stays as it ended)."""
+        return self._table.update(
+            meta_key(sid),
+            "SET #notified = :false, #event_claims = :none, #GSI2PK = :open, #GSI2SK = :due,"
+            " #state_changed_at = :now"
+            " REMOVE #done_at, #events_sent, #notified_at"
+            " ADD #version :one, #completions :one",
+            condition=(
+                "attribute_exists(#done_at) AND #state = :active AND attribute_not_exists(#error)"
+            ),
+            values={
+                ":false": False,
+                ":none": {},
+                ":open": DueList.OPEN.value,
+                ":due": index_key(recheck, sid),
+                ":one": 1,
+                ":now": now,
+                ":active": SessionState.ACTIVE.value,
+            },
+        )

@@ -56,6 +56,8 @@ class SessionMeta(Model):
     # Why a paused session paused: "requested" (the person) or "failure_rate" (auto-pause).
     pause_reason: str | None = None
     state_changed_at: float | None = None
+    # How many times the session was reopened by a retry: each reopening completes again.
+    completions: int = 0
     files_total: int
     files_pending: int
     total: int = 0

@@ -4,6 +4,7 @@ nothing run while paused, one notification per ending."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -202,3 +203,102 @@ def test_someone_elses_session_is_not_found(stack: Stack, action: str) -> None:
     sid = prompts_session(stack, 1)
     status, error = control(stack, sid, action, user="mallory")
     assert (status, error["error"]["code"]) == (404, "session_not_found")
+
+
+def test_retry_puts_back_only_what_failed_keeps_positions_and_completes_again(
+    stack: Stack,
+) -> None:
+    prompts = ["fine", "chute:fail=400 refused", "also fine", "chute:flaky=3 then fine"]
+    status, created = post_session(stack, {"job_type": "prompts", "prompts": prompts})
+    assert status == 201
+    sid = created["session_id"]
+    deadline = time.monotonic() + 30
+    while stack.get(f"/sessions/{sid}")[1]["status"] in ("uploading", "processing"):
+        assert time.monotonic() < deadline
+        stack.run_until_idle()
+        time.sleep(0.1)
+    _, first = stack.get(f"/sessions/{sid}")
+    # The flaky row ran out of its 3 attempts (503 each time): retryable; the 400 is not.
+    assert (first["status"], counts(stack, sid)) == (
+        "completed_with_errors",
+        {"completed": 2, "failed": 2},
+    )
+    assert len(stack.emails()) == 1
+
+    status, reopened = control(stack, sid, "retry")
+    assert (status, reopened["status"], reopened["done_at"], reopened["notified"]) == (
+        200,
+        "processing",
+        None,
+        False,
+    )
+    assert counts(stack, sid) == {"completed": 2, "failed": 1, "pending": 1}
+    stack.run_until_idle()
+
+    _, again = stack.get(f"/sessions/{sid}")
+    assert (again["status"], counts(stack, sid)) == (
+        "completed_with_errors",
+        {"completed": 3, "failed": 1},
+    )
+    _, page = stack.get(f"/sessions/{sid}/files")
+    assert [(u["name"], u["status"], u["attempt"]) for u in page["items"]] == [
+        ("row 1: fine", "completed", 1),
+        ("row 2: chute:fail=400 refused", "failed", 1),
+        ("row 3: also fine", "completed", 1),
+        ("row 4: chute:flaky=3 then fine", "completed", 1),  # attempts start again at 1
+    ]
+    (email,) = stack.emails()  # the second completion's own notification
+    assert "3 of 4 rows completed" in email["Message"]
+
+    # ?all=true retries the permanent failure too; it fails the same way, and notifies again.
+    assert control(stack, sid, "retry?all=true")[0] == 200
+    stack.run_until_idle()
+    assert counts(stack, sid) == {"completed": 3, "failed": 1}
+    assert len(stack.emails()) == 1
+
+
+def test_retry_of_a_session_with_nothing_failed_changes_nothing(stack: Stack) -> None:
+    sid = prompts_session(stack, 2)
+    stack.run_until_idle()
+    stack.emails()
+
+    status, summary = control(stack, sid, "retry")
+
+    assert (status, summary["status"], summary["notified"]) == (200, "completed", True)
+    assert stack.emails() == []
+
+
+def test_a_cancelled_session_cannot_be_retried(stack: Stack) -> None:
+    sid = prompts_session(stack, 1)
+    control(stack, sid, "cancel")
+    status, error = control(stack, sid, "retry")
+    assert (status, error["error"]["details"]) == (409, {"status": "cancelled"})
+
+
+def test_retried_units_that_finish_before_the_session_reopens_still_complete_it(
+    stack: Stack,
+) -> None:
+    """The race: the retried units' messages are sent before META reopens, and a fast worker can
+    finish them all while the session still looks done (so no finisher claims completion). The
+    retry checks completion itself after reopening."""
+    _, created = post_session(stack, {"job_type": "prompts", "prompts": ["ok", "chute:flaky=3 x"]})
+    sid = created["session_id"]
+    deadline = time.monotonic() + 30
+    while stack.get(f"/sessions/{sid}")[1]["status"] in ("uploading", "processing"):
+        assert time.monotonic() < deadline
+        stack.run_until_idle()
+        time.sleep(0.1)
+    stack.emails()
+    drained: list[int] = []
+
+    def work_before_the_reopening(params: dict[str, Any], **_: Any) -> None:
+        if not drained and b"completions" in params["body"]:
+            drained.append(stack.stack.drain("worker"))
+
+    ddb = stack.stack.services.ddb  # the store's client: a fault injected at the wire
+    ddb.meta.events.register("before-call.dynamodb.UpdateItem", work_before_the_reopening)
+    _, summary = control(stack, sid, "retry")
+
+    assert drained == [1]
+    assert (summary["status"], counts(stack, sid)) == ("completed", {"completed": 2})
+    assert len(stack.emails()) == 1
