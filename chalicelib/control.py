@@ -8,6 +8,8 @@ each by one counted `Store.move`, so counts always add up to the total:
 - resume: the parked units go back to `pending` and get one message each, in ordinal order. A unit
   parked just after the resume listed them is unparked by the worker that parked it (it checks the
   state again after parking): whichever move wins sends the one message.
+- auto-pause: a session whose failures pass its job type's threshold pauses itself, once, with
+  reason `failure_rate`; a resume goes on with it.
 - cancel: nothing new starts; pending and paused units end `cancelled`; files not yet uploaded are
   claimed with no units. The session is `cancelled` once no unit is running, and its one
   `session.cancelled` event goes out then (from here, or from the last running unit's finish).
@@ -33,6 +35,7 @@ from chalicelib.store import Outcome
 
 if TYPE_CHECKING:
     from chalicelib.config import WorkSettings
+    from chalicelib.jobs import AutoPause
     from chalicelib.services import Services
     from chalicelib.store.items import SessionMeta, SessionView, UnitItem
 
@@ -76,6 +79,9 @@ def resume(services: Services[WorkSettings], view: SessionView) -> int:
             raise _refuse("resumed", _reload(services, view))
     meta = _reload(services, view).meta
     resumed = unpark(services, meta)
+    # The last running unit may have finished while the session was paused, when it could not
+    # complete: nothing is left to finish it now but this.
+    complete_if_done(services, view.sid)
     logger.info("session resumed", extra={"session_id": view.sid, "units": resumed})
     return resumed
 
@@ -144,6 +150,28 @@ def retry(services: Services[WorkSettings], view: SessionView, *, everything: bo
         complete_if_done(services, view.sid)
     logger.info("failed units retried", extra={"session_id": view.sid, "units": retried})
     return retried
+
+
+FAILURE_RATE = "failure_rate"
+
+
+def auto_pause_if_failing(services: Services[WorkSettings], sid: str, rule: AutoPause) -> bool:
+    """Pause the session by itself (reason `failure_rate`) when at least `rule.rate` of its
+    finished units failed or timed out, once `rule.sample` have finished: a broken model
+    endpoint or a bad batch does not burn through every row. Checked after each failure."""
+    view = services.store.load_session(sid)
+    if view is None or view.meta.state != SessionState.ACTIVE or view.meta.auto_paused_at:
+        return False
+    failed = view.count(S.FAILED) + view.count(S.TIMEOUT)
+    if view.finished < rule.sample or failed < rule.rate * view.finished:
+        return False
+    paused = services.store.auto_pause(sid, now=services.clock.now(), reason=FAILURE_RATE)
+    if paused:
+        logger.warning(
+            "session paused itself: too many failures",
+            extra={"session_id": sid, "failed": failed, "finished": view.finished},
+        )
+    return paused
 
 
 def unpark(services: Services[WorkSettings], meta: SessionMeta) -> int:

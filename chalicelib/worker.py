@@ -15,7 +15,7 @@ from collections.abc import Callable
 from chalicelib.budget import MIN_START_S, STUCK_GRACE_S, WORKER_TIMEOUT_S
 from chalicelib.completion import complete_if_done
 from chalicelib.config import WorkSettings
-from chalicelib.control import unpark_unit
+from chalicelib.control import auto_pause_if_failing, unpark_unit
 from chalicelib.errors import ChuteError, PermanentError, RetryableError, UnitSkipped
 from chalicelib.jobs import JobType, UnknownJobType
 from chalicelib.log import log_keys, logger
@@ -63,6 +63,7 @@ class Worker:
         self.message = message
         self.ref = UnitRef(message.sid, message.file, message.index)
         self.invocation_end = invocation_end
+        self.job: JobType | None = None
 
     def run(self) -> Outcome:
         clock, message = self.services.clock, self.message
@@ -70,6 +71,7 @@ class Worker:
             job = self.services.jobs.get(message.job_type)
         except UnknownJobType:
             job = None
+        self.job = job
         processor = registry.get(job.processor) if job else None
         started = clock.now()
         run = UnitRun(
@@ -234,9 +236,13 @@ class Worker:
             # Progress writes are coalesced, so the item may still show an earlier stage.
             stage=run.current_stage,
         )
-        return self.store.move(
+        moved = self.store.move(
             self.ref, S.RUNNING, outcome, attempt=run.attempt, now=now, patch=patch
         )
+        rule = self.job.auto_pause if self.job else None
+        if rule is not None and moved is not Outcome.STALE and outcome != S.SKIPPED:
+            auto_pause_if_failing(self.services, self.ref.sid, rule)
+        return moved
 
     def _retry(
         self, job: JobType, run: UnitRun, problem: RetryableError, exhausted: UnitStatus = S.FAILED

@@ -64,3 +64,23 @@ class Control:
                 ":active": SessionState.ACTIVE.value,
             },
         )
+
+    def auto_pause(self, sid: str, *, now: float, reason: str) -> bool:
+        """Pause an active session by itself, once in its life: a person who resumes it has
+        seen why and chosen to go on."""
+        return self._table.update(
+            meta_key(sid),
+            "SET #state = :paused, #pause_reason = :reason, #state_changed_at = :now,"
+            " #auto_paused_at = :now ADD #version :one",
+            condition=(
+                "attribute_exists(PK) AND attribute_not_exists(#done_at)"
+                " AND #state = :active AND attribute_not_exists(#auto_paused_at)"
+            ),
+            values={
+                ":paused": SessionState.PAUSED.value,
+                ":active": SessionState.ACTIVE.value,
+                ":reason": reason,
+                ":now": now,
+                ":one": 1,
+            },
+        )

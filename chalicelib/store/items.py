@@ -56,6 +56,7 @@ class SessionMeta(Model):
     # Why a paused session paused: "requested" (the person) or "failure_rate" (auto-pause).
     pause_reason: str | None = None
     state_changed_at: float | None = None
+    auto_paused_at: float | None = None  # a session pauses itself at most once
     # How many times the session was reopened by a retry: each reopening completes again.
     completions: int = 0
     files_total: int

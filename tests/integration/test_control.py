@@ -302,3 +302,51 @@ def test_retried_units_that_finish_before_the_session_reopens_still_complete_it(
     assert drained == [1]
     assert (summary["status"], counts(stack, sid)) == ("completed", {"completed": 2})
     assert len(stack.emails()) == 1
+
+
+def test_a_session_that_keeps_failing_pauses_itself_and_a_resume_goes_on(stack: Stack) -> None:
+    # 20 refusals first: once 20 units have finished, half or more of them failed.
+    prompts = [f"chute:fail=400 #{i}" for i in range(20)] + [f"fine #{i}" for i in range(10)]
+    _, created = post_session(stack, {"job_type": "prompts", "prompts": prompts})
+    sid = created["session_id"]
+
+    stack.run_until_idle()
+
+    _, paused = stack.get(f"/sessions/{sid}")
+    assert (paused["status"], paused["pause_reason"], paused["can_resume"]) == (
+        "paused",
+        "failure_rate",
+        True,
+    )
+    assert counts(stack, sid) == {"failed": 20, "paused": 10}
+    assert stack.stack.model.stats()["requests"] == 20
+    assert stack.emails() == []
+
+    _, resumed = control(stack, sid, "resume")
+    assert resumed["pause_reason"] is None
+    stack.run_until_idle()
+
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], counts(stack, sid)) == (
+        "completed_with_errors",
+        {"completed": 10, "failed": 20},
+    )
+    assert len(stack.emails()) == 1
+
+
+def test_a_session_whose_last_unit_finished_while_paused_completes_on_resume(
+    stack: Stack,
+) -> None:
+    sid = prompts_session(stack, 1)
+    services = stack.stack.services
+    only = UnitRef(sid, 0, 0)
+    lease = UnitPatch(lease_until=services.clock.now() + 90)
+    services.store.move(only, S.PENDING, S.RUNNING, attempt=0, now=1.0, patch=lease)
+    control(stack, sid, "pause")
+    services.store.move(only, S.RUNNING, S.COMPLETED, attempt=1, now=2.0)
+    assert not complete_if_done(services, sid)  # paused: the finisher cannot complete it
+
+    _, summary = control(stack, sid, "resume")
+
+    assert summary["status"] == "completed"
+    assert len(stack.emails()) == 1
