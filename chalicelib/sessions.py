@@ -225,8 +225,12 @@ def create_session(services: Services[ApiSettings], owner: str, body: Any) -> Cr
 
 def session_status(view: SessionView) -> SessionStatus:
     meta = view.meta
-    if meta.state in (SessionState.CANCELLING, SessionState.CANCELLED):
-        return SessionStatus.CANCELLED if meta.done_at is not None else SessionStatus.CANCELLING
+    if meta.state == SessionState.CANCELLED or (
+        meta.state == SessionState.CANCELLING and meta.done_at is not None
+    ):
+        return SessionStatus.CANCELLED
+    if meta.state == SessionState.CANCELLING:
+        return SessionStatus.CANCELLING  # a unit that was running is finishing
     if meta.error is not None and meta.done_at is not None:
         return SessionStatus.REJECTED
     if meta.done_at is not None:

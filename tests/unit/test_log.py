@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -17,7 +18,13 @@ def lines() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     handler = logger.registered_handler
     previous = handler.setStream(buffer)  # type: ignore[attr-defined]
+    # A first `import app` anywhere earlier in the run (Chalice's app_name logger setup) sets
+    # this logger's level to ERROR: these lines are INFO.
+    named = logging.getLogger(logger.name)
+    level = named.level
+    named.setLevel(logging.INFO)
     yield buffer
+    named.setLevel(level)
     handler.setStream(previous)  # type: ignore[attr-defined]
 
 

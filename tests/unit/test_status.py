@@ -34,6 +34,9 @@ def meta(**changes: object) -> SessionView:
         ({"files_pending": 1, "total": 5, "remaining": 5}, SessionStatus.PROCESSING),
         ({"state": "paused", "files_pending": 0}, SessionStatus.PAUSED),
         ({"state": "cancelled"}, SessionStatus.CANCELLED),
+        ({"state": "cancelling"}, SessionStatus.CANCELLING),
+        ({"state": "cancelling", "done_at": 9.0}, SessionStatus.CANCELLED),
+        ({"state": "paused", "remaining": 2}, SessionStatus.PAUSED),
         ({"done_at": 9.0, "total": 3, "n_completed": 3}, SessionStatus.COMPLETED),
         (
             {"done_at": 9.0, "total": 3, "n_completed": 2, "n_failed": 1},
