@@ -107,6 +107,12 @@ class InProcessStack:
             delivered += moved
         return delivered
 
+    def deliver(self, function: str, batches: int = 1) -> int:
+        """Feed at most `batches` batches to the named function, as Lambda takes them one at a
+        time; the number of messages delivered."""
+        (route,) = [r for r in self.routes if r.function == function]
+        return sum(self._dispatcher.poll(route) for _ in range(batches))
+
     def outbox(self) -> list[dict[str, Any]]:
         """Take the SNS envelopes waiting in the email outbox."""
         url = self.provisioned.queue_urls[LOCAL.outbox_queue.name]
