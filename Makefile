@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 ARGS ?=
 
-.PHONY: venv run demo test lint unit bench clean
+.PHONY: venv run demo test slow lint unit bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,11 @@ lint: venv
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
-test: lint  ## lint, type-check, then every test (unit, integration, e2e)
-	$(BIN)/python -m pytest -q
+test: lint  ## lint, type-check, then every test but the slow ones (unit, integration, e2e, faults)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+slow: venv  ## the slow scenarios (hundreds of units under faults); CI runs them after `make test`
+	$(BIN)/python -m pytest -q -m slow
 
 BENCHES := $(filter-out __init__ table timing,$(basename $(notdir $(wildcard bench/*.py))))
 

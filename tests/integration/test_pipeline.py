@@ -16,7 +16,7 @@ import requests
 from chalicelib.processors.pdfgen import make_pdf
 from chalicelib.store.table import CONFLICT_ATTEMPTS
 from infra.dispatcher import sqs_event
-from tests.faults import inject_conflicts
+from tests.faults.inject import inject_conflicts
 from tests.integration.conftest import Stack
 
 

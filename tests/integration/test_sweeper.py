@@ -15,7 +15,7 @@ from chalicelib.store.keys import UnitRef
 from chalicelib.store.table import CONFLICT_ATTEMPTS
 from chalicelib.sweeper import sweep
 from tests.factories import declared, meta
-from tests.faults import fail_calls, inject_conflicts
+from tests.faults.inject import fail_calls, inject_conflicts
 from tests.integration.conftest import Stack
 from tests.integration.test_pipeline import zip_of
 

@@ -27,7 +27,7 @@ from chalicelib.store.table import CONFLICT_ATTEMPTS
 from chalicelib.worker import process_message
 from infra.inprocess import InProcessStack
 from tests.factories import plan_record
-from tests.faults import fail_calls, inject_conflicts
+from tests.faults.inject import fail_calls, inject_conflicts
 
 S = UnitStatus
 # What each attempt of a unit does, by (session, ordinal): "ok", "retry", "fail", "boom", or a

@@ -22,7 +22,7 @@ from tests.factories import (
     plan_record,
     session_with_units,
 )
-from tests.faults import inject_conflicts
+from tests.faults.inject import inject_conflicts
 
 S = UnitStatus
 LEASE = 300.0

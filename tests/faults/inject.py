@@ -85,3 +85,48 @@ def fail_calls(
 
     client.meta.events.register(event, boom)
     return injected
+
+
+class _Body:
+    """The raw body of a made-up HTTP response, as botocore reads one."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_kwargs: Any) -> Any:
+        yield self._data
+
+
+def throttle(client: BaseClient, *, rate: float, seed: int = 7) -> Callable[[], int]:
+    """Answer `rate` of a JSON-protocol client's HTTP requests (DynamoDB, SQS) with the service's
+    throttling error, at the HTTP layer: botocore parses it and retries it as it would AWS's
+    (standard mode: up to 5 tries, within its retry quota). A function that stops the fault and
+    says how many requests were throttled."""
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+    service = client.meta.service_model.service_name
+    code = (
+        "ProvisionedThroughputExceededException" if service == "dynamodb" else "ThrottlingException"
+    )
+    body = json.dumps({"__type": f"com.amazonaws.{service}#{code}", "message": "Rate exceeded"})
+    rng, injected = random.Random(seed), Injected()
+
+    def answer(request: Any, **_kwargs: Any) -> AWSResponse | None:
+        with injected.lock:
+            if rng.random() >= rate:
+                return None
+            injected.count += 1
+        headers = HTTPHeaders()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        headers["x-amzn-RequestId"] = "throttled"
+        return AWSResponse(request.url, 400, headers, _Body(body.encode()))
+
+    unique = f"throttle-{service}-{id(answer)}"
+    # First: moto answers requests at this same event, and the first answer wins.
+    client.meta.events.register_first("before-send", answer, unique_id=unique)  # type: ignore[arg-type]
+
+    def stop() -> int:
+        client.meta.events.unregister("before-send", unique_id=unique)
+        return injected.count
+
+    return stop
