@@ -284,8 +284,16 @@ def summarize(view: SessionView, now: float) -> SessionSummary:
         counts=Counts(**{s.value: view.count(s) for s in UnitStatus}),
         progress=round(progress, 1),
         eta_seconds=eta_seconds(view, now),
-        timed_out=meta.files_pending > 0 and meta.done_at is None and now > meta.upload_deadline,
-        can_resume=meta.state == SessionState.PAUSED,
+        # A unit ran out of time, or files never arrived by the upload deadline.
+        timed_out=view.count(UnitStatus.TIMEOUT) > 0
+        or (meta.files_pending > 0 and meta.done_at is None and now > meta.upload_deadline),
+        # Paused, or with failures a retry (`?all=true` for permanent ones) would run again.
+        can_resume=meta.state == SessionState.PAUSED
+        or (
+            status
+            not in (SessionStatus.CANCELLED, SessionStatus.CANCELLING, SessionStatus.REJECTED)
+            and view.count(UnitStatus.FAILED) + view.count(UnitStatus.TIMEOUT) > 0
+        ),
         pause_reason=meta.pause_reason if meta.state == SessionState.PAUSED else None,
         notified=meta.notified,
         version=view.version,

@@ -313,8 +313,10 @@ function renderSummary(s) {
   $("counts").replaceChildren(...COUNTS.map((name) => countItem(name, s.counts[name])));
   $("timed-out").hidden = !s.timed_out;
   $("timed-out").textContent =
-    `Only ${s.files_received} of ${plural(s.files_total, "file")} arrived before the upload ` +
-    "window closed; the missing ones will not be processed.";
+    s.files_received < s.files_total
+      ? `Only ${s.files_received} of ${plural(s.files_total, "file")} arrived before the ` +
+        "upload window closed; the missing ones will not be processed."
+      : `${plural(s.counts.timeout, "unit")} ran out of time.`;
   const summary = $("summary");
   summary.hidden = !TERMINAL.has(s.status);
   summary.dataset.status = s.status;

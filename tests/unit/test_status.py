@@ -121,3 +121,22 @@ def test_the_email_says_how_many_were_skipped_apart_from_failures() -> None:
     assert "2 of 4 files completed." in message
     assert "1 skipped: chute does not process files of their kind." in message
     assert "1 did not (failed: 1, timed out: 0, cancelled: 0)" in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "timed_out", "can_resume"),
+    [
+        ({"n_completed": 3, "done_at": 9.0}, False, False),
+        ({"n_completed": 2, "n_timeout": 1, "done_at": 9.0}, True, True),
+        ({"n_completed": 2, "n_failed": 1, "done_at": 9.0}, False, True),
+        ({"n_failed": 1, "n_pending": 2, "remaining": 2}, False, True),
+        ({"state": "paused", "n_pending": 3, "remaining": 3}, False, True),
+        ({"state": "cancelling", "n_failed": 1, "n_running": 1, "remaining": 1}, False, False),
+    ],
+)
+def test_timed_out_and_can_resume_say_what_a_person_can_still_do(
+    changes: dict[str, object], timed_out: bool, can_resume: bool
+) -> None:
+    summary = summarize(meta(files_pending=0, total=3, **changes), 1000.0)
+
+    assert (summary.timed_out, summary.can_resume) == (timed_out, can_resume)
