@@ -12,9 +12,11 @@ import time
 from typing import Any
 
 import botocore.endpoint
+import botocore.exceptions
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.budget import NOTIFY_CLAIM_S
 from chalicelib.sweeper import sweep
 from tests.faults.inject import fail_calls, throttle
 from tests.integration.conftest import Stack
@@ -281,3 +283,30 @@ def test_ten_sessions_of_a_hundred_units_in_parallel(stack: Stack) -> None:
         _, summary = stack.get(f"/sessions/{sid}")
         assert (summary["status"], summary["counts"]["completed"]) == ("completed", 100)
     assert sorted(e["MessageAttributes"]["session_id"]["Value"] for e in emails) == sorted(sids)
+
+
+def test_sns_down_for_a_minute_sends_the_email_once_when_it_is_back(stack: Stack) -> None:
+    sid = prompts_session(stack, ["a", "b"])
+    services = stack.stack.services
+    down = {"down": True}
+
+    def unavailable(**_: Any) -> None:
+        if down["down"]:
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="https://sns")
+
+    services.sns.meta.events.register("before-call.sns.Publish", unavailable)
+    stack.run_until_idle()
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], summary["notified"]) == ("completed", False)
+    assert stack.emails() == []
+    sweep(services)  # SNS still down: the sweep cannot send either, and says nothing twice
+    assert stack.emails() == []
+
+    down["down"] = False
+    services.clock.advance(60 + NOTIFY_CLAIM_S)  # type: ignore[attr-defined]
+    sweep(services)
+    sweep(services)
+    stack.run_until_idle()
+
+    assert_promise(stack, sid, total=2, emails=1)
+    assert stack.get(f"/sessions/{sid}")[1]["notified"] is True
