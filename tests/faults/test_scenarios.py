@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.budget import NOTIFY_CLAIM_S
 from chalicelib.sweeper import sweep
+from infra.resources import LOCAL
 from tests.faults.inject import fail_calls, throttle
 from tests.integration.conftest import Stack
 from tests.integration.test_prompts import post_session
@@ -310,3 +311,34 @@ def test_sns_down_for_a_minute_sends_the_email_once_when_it_is_back(stack: Stack
 
     assert_promise(stack, sid, total=2, emails=1)
     assert stack.get(f"/sessions/{sid}")[1]["notified"] is True
+
+
+def test_a_poison_message_is_dead_lettered_and_its_unit_fails_alone(stack: Stack) -> None:
+    st, services = stack.stack, stack.stack.services
+    for url in st.provisioned.queue_urls.values():  # SQS time, sped up (see the throttling test)
+        st.sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "0"})
+    sid = prompts_session(stack, [f"prompt {i}" for i in range(5)])
+    poisoned: list[int] = []
+
+    def poison(params: dict[str, Any], **_: Any) -> None:
+        # Whenever a worker moves unit 2, its handler crashes before anything is written.
+        if b"F#00000#000002" in params["body"]:
+            poisoned.append(1)
+            raise RuntimeError("poison")
+
+    services.ddb.meta.events.register("before-call.dynamodb.TransactWriteItems", poison)
+    for _ in range(10):  # each pass receives the poison message again, up to maxReceiveCount
+        stack.run_until_idle()
+    services.ddb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", poison)
+    dlq = st.provisioned.queue_urls[f"{LOCAL.work_queue.name}-dlq"]
+    waiting = st.sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
+    assert waiting["ApproximateNumberOfMessages"] == "1"
+
+    sweep(services)  # the sweeper reads the dead letters
+    stack.run_until_idle()
+
+    assert len(poisoned) == 5  # one per receive, maxReceiveCount of them
+    summary = assert_promise(stack, sid, total=5)
+    assert (summary["counts"]["completed"], summary["counts"]["failed"]) == (4, 1)
+    _, page = stack.get(f"/sessions/{sid}/files?status=failed")
+    assert [u["error"]["code"] for u in page["items"]] == ["dead_lettered"]
