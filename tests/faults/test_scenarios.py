@@ -15,9 +15,13 @@ import botocore.endpoint
 import botocore.exceptions
 import pytest
 from botocore.exceptions import ClientError
+from chalice.test import Client
 
 from chalicelib.budget import NOTIFY_CLAIM_S
+from chalicelib.jobs import BUILT_IN
 from chalicelib.sweeper import sweep
+from infra.inprocess import InProcessStack
+from infra.model_server import DevModelServer
 from infra.resources import LOCAL
 from tests.faults.inject import fail_calls, throttle
 from tests.integration.conftest import Stack
@@ -342,3 +346,27 @@ def test_a_poison_message_is_dead_lettered_and_its_unit_fails_alone(stack: Stack
     assert (summary["counts"]["completed"], summary["counts"]["failed"]) == (4, 1)
     _, page = stack.get(f"/sessions/{sid}/files?status=failed")
     assert [u["error"]["code"] for u in page["items"]] == ["dead_lettered"]
+
+
+def test_a_unit_that_runs_past_its_job_types_limit_ends_timeout_in_its_own_count() -> None:
+    # A real clock, a one-second limit for every unit, and a model that takes 1.2 s to answer.
+    slow = DevModelServer(latency_ms=1200)
+    jobs = BUILT_IN.tuned(backoff_base_s=0, unit_timeout_s=1.0)
+    with (
+        InProcessStack(None, jobs, model=slow, progress_interval_s=0) as st,
+        Client(st.app.app) as client,
+    ):
+        stack = Stack(st, client)
+        sid = prompts_session(stack, ["slow one", "slow two"])
+
+        stack.run_until_idle()
+
+        summary = assert_promise(stack, sid, total=2)
+        assert (summary["status"], summary["counts"]["timeout"], summary["timed_out"]) == (
+            "failed",
+            2,
+            True,
+        )
+        _, page = stack.get(f"/sessions/{sid}/files")
+        assert {u["error"]["code"] for u in page["items"]} == {"unit_time_limit"}
+        assert summary["can_resume"] is True  # a retry may get through
