@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,16 @@ class Stack:
 
     def run_until_idle(self) -> None:
         self.stack.drain()
+
+    def run_until_settled(self, sid: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """Drain until the session is no longer uploading or processing, waiting out the delays
+        SQS holds retried messages for (a model's Retry-After); its summary then."""
+        deadline = time.monotonic() + timeout_s
+        while (summary := self.get(f"/sessions/{sid}")[1])["status"] in ("uploading", "processing"):
+            assert time.monotonic() < deadline, summary
+            self.run_until_idle()
+            time.sleep(0.1)
+        return dict(summary)
 
     def emails(self) -> list[dict[str, Any]]:
         return self.stack.outbox()

@@ -4,7 +4,6 @@ nothing run while paused, one notification per ending."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -212,11 +211,7 @@ def test_retry_puts_back_only_what_failed_keeps_positions_and_completes_again(
     status, created = post_session(stack, {"job_type": "prompts", "prompts": prompts})
     assert status == 201
     sid = created["session_id"]
-    deadline = time.monotonic() + 30
-    while stack.get(f"/sessions/{sid}")[1]["status"] in ("uploading", "processing"):
-        assert time.monotonic() < deadline
-        stack.run_until_idle()
-        time.sleep(0.1)
+    stack.run_until_settled(sid)
     _, first = stack.get(f"/sessions/{sid}")
     # The flaky row ran out of its 3 attempts (503 each time): retryable; the 400 is not.
     assert (first["status"], counts(stack, sid)) == (
@@ -283,11 +278,7 @@ def test_retried_units_that_finish_before_the_session_reopens_still_complete_it(
     retry checks completion itself after reopening."""
     _, created = post_session(stack, {"job_type": "prompts", "prompts": ["ok", "chute:flaky=3 x"]})
     sid = created["session_id"]
-    deadline = time.monotonic() + 30
-    while stack.get(f"/sessions/{sid}")[1]["status"] in ("uploading", "processing"):
-        assert time.monotonic() < deadline
-        stack.run_until_idle()
-        time.sleep(0.1)
+    stack.run_until_settled(sid)
     stack.emails()
     drained: list[int] = []
 

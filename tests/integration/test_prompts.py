@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from typing import Any
 
 import pytest
@@ -195,11 +194,7 @@ def test_model_failures_fail_only_their_row_and_transient_ones_are_retried(stack
     sid = created["session_id"]
 
     # Each retry waits for the dev model's Retry-After (1 s): SQS holds the message that long.
-    deadline = time.monotonic() + 20
-    while (summary := stack.get(f"/sessions/{sid}")[1])["status"] in ("uploading", "processing"):
-        assert time.monotonic() < deadline, summary
-        stack.run_until_idle()
-        time.sleep(0.1)
+    summary = stack.run_until_settled(sid)
 
     assert summary["status"] == "completed_with_errors"
     assert (summary["counts"]["completed"], summary["counts"]["failed"]) == (2, 2)
