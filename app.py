@@ -24,7 +24,7 @@ from chalicelib.queues import batch_concurrency, run_batch
 from chalicelib.services import Services, get_services
 from chalicelib.store.items import SessionView
 from chalicelib.sweeper import sweep
-from chalicelib.worker import process_message
+from chalicelib.worker import SessionStates, process_message
 
 app = Chalice(app_name="chute")
 
@@ -169,8 +169,11 @@ def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
     services = get_services(WorkSettings)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     concurrency = batch_concurrency(event, services.jobs, services.settings.model_concurrency)
+    states = SessionStates(services)  # this invocation's reads of its sessions' states
     return run_batch(
-        event, lambda r: process_message(services, r.body, remaining), concurrency=concurrency
+        event,
+        lambda r: process_message(services, r.body, remaining, states),
+        concurrency=concurrency,
     )
 
 

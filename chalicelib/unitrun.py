@@ -103,6 +103,8 @@ class UnitRun:
 
     @property
     def resume_state(self) -> Any:
+        if not self._resume_loaded and self.attempt <= 1:
+            return None  # a first attempt has nothing to resume: no read
         if not self._resume_loaded:
             unit = self._services.store.get_unit(self.ref)
             self._resume_state = unit.checkpoint if unit is not None else None

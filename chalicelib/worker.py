@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from collections.abc import Callable
 
 from chalicelib.budget import MIN_START_S, STUCK_GRACE_S, WORKER_TIMEOUT_S
@@ -34,10 +36,36 @@ RemainingMs = Callable[[], int]
 S = UnitStatus
 
 
+class SessionStates:
+    """The sessions' META as one worker invocation read it — at most once a second per session,
+    not once per record: a batch of ten rows of one session costs one read, and a pause is seen
+    by the next claim at most a second after it (a claim it races runs to its end either way)."""
+
+    FRESH_S = 1.0
+
+    def __init__(self, services: Services[WorkSettings]) -> None:
+        self._store = services.store
+        self._seen: dict[str, tuple[SessionMeta | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def meta(self, sid: str) -> SessionMeta | None:
+        with self._lock:  # held while reading: the records of one batch share one read
+            seen = self._seen.get(sid)
+            now = time.monotonic()
+            if seen is None or now - seen[1] >= self.FRESH_S:
+                seen = (self._store.get_meta(sid), now)
+                self._seen[sid] = seen
+            return seen[0]
+
+
 def process_message(
-    services: Services[WorkSettings], body: str, remaining_ms: RemainingMs | None = None
+    services: Services[WorkSettings],
+    body: str,
+    remaining_ms: RemainingMs | None = None,
+    states: SessionStates | None = None,
 ) -> None:
-    """One work message. Raises only for infrastructure failures, which SQS redelivers."""
+    """One work message. Raises only for infrastructure failures, which SQS redelivers.
+    `states`: the invocation's reads of session states (else one read for this message)."""
     message = WorkMessage.model_validate_json(body)
     ref = UnitRef(message.sid, message.file, message.index)
     with log_keys(session_id=message.sid, ordinal=ref.ordinal, attempt=message.attempt):
@@ -48,7 +76,10 @@ def process_message(
             send_work(services, [message], priority=message.priority)
             logger.info("handed back: the invocation is about to end", extra={"left_s": left_s})
             return
-        if Worker(services, message, invocation_end=now + left_s).run() is Outcome.LAST_IN_SHARD:
+        worker = Worker(
+            services, message, invocation_end=now + left_s, states=states or SessionStates(services)
+        )
+        if worker.run() is Outcome.LAST_IN_SHARD:
             complete_if_done(services, message.sid)
 
 
@@ -56,9 +87,15 @@ class Worker:
     """One delivery of one work message."""
 
     def __init__(
-        self, services: Services[WorkSettings], message: WorkMessage, *, invocation_end: float
+        self,
+        services: Services[WorkSettings],
+        message: WorkMessage,
+        *,
+        invocation_end: float,
+        states: SessionStates,
     ) -> None:
         self.services = services
+        self.states = states
         self.store = services.store
         self.message = message
         self.ref = UnitRef(message.sid, message.file, message.index)
@@ -103,7 +140,7 @@ class Worker:
 
         MOVED when this delivery now owns the unit (run.attempt says which attempt it is). A
         session that is not active holds its units back instead (parked, or cancelled)."""
-        meta = self.store.get_meta(self.ref.sid)
+        meta = self.states.meta(self.ref.sid)
         if meta is not None and meta.state != SessionState.ACTIVE:
             held = self._hold(meta, now)
             if held is not None:

@@ -4,10 +4,14 @@ Without a template the row's prompt goes to the built-in prompt enhancer, which 
 a JSON object `{"enhanced_prompt", "technique"}`; with one, the rendered template is the whole
 message and the answer is kept as text. An answer that should be JSON and is not is kept as text
 too: the row completes with what the model said, never fails for its wording.
+
+Once the model has answered, the answer is saved as the unit's checkpoint: an attempt that fails
+after that (saving the result, say) is retried without paying for the model call again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
 
 # chalicelib.model (httpx) is imported where a model is called: the API function, which imports
 # every processor through the worker module, never loads it.
+
+# A checkpoint is kept on the unit item (400 KB at most): a longer answer is asked for again.
+CHECKPOINT_CHARS = 16_000
 
 ENHANCER = (
     "You improve prompts written for generative AI models. Rewrite the user's prompt so that it "
@@ -96,6 +103,24 @@ def _unfenced(text: str) -> str:
     return stripped
 
 
+def answer(ctx: UnitContext, request: ChatRequest, model: str | None) -> Completion:
+    """The model's answer to the row: from the checkpoint an earlier attempt saved once it had
+    it (a retry after a late failure does not pay for the call again), else from the model,
+    then saved as the checkpoint."""
+    from chalicelib.model.base import Completion
+
+    saved = ctx.resume_state
+    if isinstance(saved, dict) and isinstance(saved.get("answer"), dict):
+        try:
+            return Completion(**saved["answer"])
+        except TypeError:
+            pass  # saved by another version: ask again
+    completion = ctx.client(model_key(model)).complete(request)
+    if len(completion.text) <= CHECKPOINT_CHARS:
+        ctx.checkpoint({"answer": dataclasses.asdict(completion)})
+    return completion
+
+
 @processor(
     "prompt",
     spans={"downloading": (0.0, 5.0), "parsing": (5.0, 95.0), "saving": (95.0, 100.0)},
@@ -116,7 +141,7 @@ def run_prompt(ctx: UnitContext) -> ProcessorOutput:
     options = PromptOptions.model_validate(ctx.options)
     ctx.stage("parsing")  # rendering, and the model call
     request = chat_request(row.prompt, row.columns, options)
-    completion = ctx.client(model_key(options.model)).complete(request)
+    completion = answer(ctx, request, options.model)
     ctx.stage("saving")
     fields = read_answer(completion, structured=request.response_json)
     metadata: dict[str, Scalar] = {

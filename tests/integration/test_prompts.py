@@ -14,6 +14,7 @@ import requests
 from chalicelib.processors.prompts import ENHANCER
 from infra.model_server import tokens
 from tests.batchfiles import billion_laughs, xlsx
+from tests.faults.inject import fail_calls
 from tests.integration.conftest import Stack
 
 
@@ -251,3 +252,21 @@ def test_a_workbook_bomb_is_rejected_without_a_unit(stack: Stack) -> None:
         "xlsx_unreadable",
         0,
     )
+
+
+def test_a_retry_after_the_answer_came_uses_the_checkpoint_not_the_model(stack: Stack) -> None:
+    status, created = post_session(stack, {"job_type": "prompts", "prompts": ["only once"]})
+    assert status == 201
+    sid = created["session_id"]
+    stack.stack.drain("on_upload")
+    # The first attempt gets its answer, then cannot save its result: it is retried.
+    failed = fail_calls(stack.stack.services.s3, "before-call.s3.PutObject", times=1)
+
+    summary = stack.run_until_settled(sid)
+
+    assert failed.count == 1
+    assert summary["status"] == "completed"
+    (row,) = units(stack, sid)
+    assert row["attempt"] == 2
+    assert stack.stack.model.stats()["requests"] == 1  # the answer came from the checkpoint
+    assert row["result"]["tokens_out"] == tokens(row["result"]["response"])

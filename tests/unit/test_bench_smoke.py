@@ -106,7 +106,9 @@ def worker_requests(units: int) -> Counter[str]:
             "dynamodb.TransactWriteItems": 2 * units + shards + 1,
             # complete_if_done after each shard's last unit; notify_completion's load_session.
             "dynamodb.Query": shards + 1,
-            "dynamodb.GetItem": units,  # the session's state, read before each claim
+            # The session's state before each claim: read once a second per invocation, so
+            # between 1 (a batch within a second) and `units` reads (see state_reads).
+            "dynamodb.GetItem": units,
             "dynamodb.UpdateItem": 2,  # claim_event, record_event_sent
             "dynamodb.PutItem": 1,  # the notification item
             "s3.GetObject": units,  # each member, one ranged GET
@@ -145,7 +147,10 @@ def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_re
     requests = {op: usage["requests"] for op, usage in fanout["by_operation"].items()}
     assert requests == dynamodb_per_unit(fan_out_requests(units), units)
     requests = {op: usage["requests"] for op, usage in workers["by_operation"].items()}
-    assert requests == dynamodb_per_unit(worker_requests(units), units)
+    expected = dynamodb_per_unit(worker_requests(units), units)
+    # The session's state is read once a second per invocation, not per unit (checked below).
+    expected["GetItem"] = requests["GetItem"]
+    assert requests == expected
     # Every cancelled "not the last in its shard" finish is kept out of the totals, estimated
     # beside them at one unit for the unit item and one for its shard.
     assert fanout["approximations"] == {}
@@ -158,7 +163,9 @@ def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_re
     # unit a GetItem of META (the session's state: a paused session parks the unit).
     by_operation = workers["by_operation"]
     assert workers["rcu"] == by_operation["Query"]["requests"] + by_operation["GetItem"]["requests"]
-    assert by_operation["GetItem"]["requests"] == 1.0
+    # The state is read once a second per invocation: fewer reads than units when they are quick.
+    state_reads = by_operation["GetItem"]["requests"]
+    assert 0 < state_reads <= 1.0
     # Writes. Unit items (~0.8 KB), shards, META and the notification are each under 1 KB: the
     # workers write 4 units per claim and 4 per finish (unit + shard, doubled in a
     # transaction), 2 x (META + 16 shard checks) to claim completion, 1 notification item and
@@ -172,7 +179,8 @@ def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_re
     assert fanout["wcu"] == round(fan_out_wcu / units, 3)
     # Together, and the reads and index writes (each unit enters and leaves the lease list):
     # identical over repeated runs; the nearest block edge is the declared file (7,003 B).
-    assert (every["wcu"], every["wcu_index"], every["rcu"]) == (16.0, 3.917, 2.333)
+    assert (every["wcu"], every["wcu_index"]) == (16.0, 3.917)
+    assert every["rcu"] == pytest.approx(1.333 + state_reads, abs=0.001)  # each rounded to 3
 
 
 def test_status_read_cost_is_one_query_at_any_size_and_the_naive_read_grows_with_units(
@@ -294,9 +302,13 @@ def test_pipeline_requests_counts_exactly_what_the_fan_out_and_the_workers_ask_o
     # POST /sessions (declared files, then META) and the closing GET /sessions/{id} besides.
     around = Counter({"dynamodb.BatchWriteItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 1})
     expected = fan_out_requests(units) + worker_requests(units) + around
-    assert result["requests"] == dict(expected)
+    got = dict(result["requests"])
+    state_reads = units - (expected["dynamodb.GetItem"] - got["dynamodb.GetItem"])
+    assert 1 <= state_reads <= units  # ~1 here: the six units run within a second
+    expected["dynamodb.GetItem"] += state_reads - units
+    assert got == dict(expected)
     dynamodb = sum(n for name, n in expected.items() if name.startswith("dynamodb."))
-    assert result["per_unit"]["dynamodb"]["all"] == round(dynamodb / units, 3)  # 7.667
+    assert result["per_unit"]["dynamodb"]["all"] == round(dynamodb / units, 3)  # 6.833
     assert result["per_unit"]["sqs"]["all"] == round(1 / units, 3)
 
 
