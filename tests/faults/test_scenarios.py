@@ -18,8 +18,16 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from chalicelib.budget import NOTIFY_CLAIM_S
+from chalicelib.clock import FakeClock
+from chalicelib.completion import complete_if_done
 from chalicelib.jobs import BUILT_IN
+from chalicelib.models import UnitStatus as S
+from chalicelib.services import Services
+from chalicelib.store import Outcome
+from chalicelib.store.items import UnitPatch
+from chalicelib.store.keys import UnitRef
 from chalicelib.sweeper import sweep
+from chalicelib.worker import process_message
 from infra.inprocess import InProcessStack
 from infra.model_server import DevModelServer
 from infra.resources import LOCAL
@@ -370,3 +378,57 @@ def test_a_unit_that_runs_past_its_job_types_limit_ends_timeout_in_its_own_count
         _, page = stack.get(f"/sessions/{sid}/files")
         assert {u["error"]["code"] for u in page["items"]} == {"unit_time_limit"}
         assert summary["can_resume"] is True  # a retry may get through
+
+
+def test_a_worker_whose_clock_runs_five_minutes_ahead_takes_over_but_counts_once(
+    stack: Stack,
+) -> None:
+    """Clock skew: worker A claims a unit and is still at it when a duplicate message reaches
+    worker B, whose clock is five minutes ahead, so A's 90 s lease looks expired. B takes over
+    as attempt 2 and completes; A's late finish, at attempt 1, changes nothing."""
+    st = stack.stack
+    sid = prompts_session(stack, ["contested"])
+    st.drain("on_upload")
+    (message,) = st.sqs.receive_message(QueueUrl=st.info()["work_queue_url"])["Messages"]
+    services = st.services
+    ref = UnitRef(sid, 0, 0)
+    now = services.clock.now()
+    lease = UnitPatch(lease_until=now + 90, started_at=now)
+    assert services.store.move(ref, S.PENDING, S.RUNNING, attempt=0, now=now, patch=lease) is (
+        Outcome.MOVED
+    )  # worker A, its clock right
+
+    ahead = Services(st.settings, FakeClock(now + 300), st.app_session, services.jobs)
+    process_message(ahead, message["Body"])  # worker B, five minutes ahead
+
+    late = services.store.move(ref, S.RUNNING, S.COMPLETED, attempt=1, now=now + 30)
+    assert late is Outcome.STALE  # A's finish: its attempt is no longer the unit's
+    summary = assert_promise(stack, sid, total=1)
+    (row,) = stack.get(f"/sessions/{sid}/files")[1]["items"]
+    assert (summary["counts"]["completed"], row["attempt"]) == (1, 2)
+    assert st.model.stats()["requests"] == 1  # only B called the model
+
+
+def test_a_worker_whose_clock_runs_five_minutes_behind_leaves_a_live_lease_alone(
+    stack: Stack,
+) -> None:
+    st = stack.stack
+    sid = prompts_session(stack, ["contested"])
+    st.drain("on_upload")
+    (message,) = st.sqs.receive_message(QueueUrl=st.info()["work_queue_url"])["Messages"]
+    services = st.services
+    ref = UnitRef(sid, 0, 0)
+    now = services.clock.now()
+    lease = UnitPatch(lease_until=now + 90, started_at=now)
+    services.store.move(ref, S.PENDING, S.RUNNING, attempt=0, now=now, patch=lease)
+
+    behind = Services(st.settings, FakeClock(now - 300), st.app_session, services.jobs)
+    process_message(behind, message["Body"])  # sees a live lease: a duplicate, dropped
+
+    assert services.store.move(ref, S.RUNNING, S.COMPLETED, attempt=1, now=now + 30) is not (
+        Outcome.STALE
+    )
+    assert complete_if_done(services, sid)
+    summary = assert_promise(stack, sid, total=1)
+    assert summary["counts"]["completed"] == 1
+    assert st.model.stats()["requests"] == 0  # nobody but A (here, the test) ran it
