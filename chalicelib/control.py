@@ -233,7 +233,3 @@ def _claim_missing_files(services: Services[WorkSettings], meta: SessionMeta) ->
 def _reload(services: Services[WorkSettings], view: SessionView) -> SessionView:
     fresh = services.store.load_session(view.sid, consistent=True)
     return fresh if fresh is not None else view
-
-
-def status_after(services: Services[WorkSettings], view: SessionView) -> SessionStatus:
-    return session_status(_reload(services, view))
