@@ -19,7 +19,7 @@ Each control is idempotent; one the session's status forbids is a 409 `invalid_s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from chalicelib.budget import RECHECK_S, STUCK_GRACE_S
@@ -126,23 +126,19 @@ def retry(services: Services[WorkSettings], view: SessionView, *, everything: bo
     if status in (SessionStatus.REJECTED, SessionStatus.UPLOADING):
         raise _refuse("retried", view)
     store, now = services.store, services.clock.now()
-    batch: list[UnitItem] = []
-    retried = 0
-    # The units first, then META: a session reopened before its units were pending could be
-    # claimed complete again at once, by anyone checking, with nothing retried.
-    for unit in _units(services, view.sid, *RETRYABLE):
+
+    def put_back(unit: UnitItem) -> UnitItem | None:
         if unit.source is None or not (everything or unit.retryable):
-            continue  # failed before there was anything to read (a missing upload): no retry
+            return None  # failed before there was anything to read (a missing upload)
         moved = store.move(
             unit.ref, unit.status, S.PENDING, attempt=unit.attempt, now=now,
             due=now + STUCK_GRACE_S,
         )  # fmt: skip
-        if moved is not Outcome.STALE:
-            batch.append(unit.model_copy(update={"attempt": 0}))
-        if len(batch) >= PAGE:
-            retried += _send(services, meta, batch)
-            batch = []
-    retried += _send(services, meta, batch)
+        return None if moved is Outcome.STALE else unit.model_copy(update={"attempt": 0})
+
+    # The units first, then META: a session reopened before its units were pending could be
+    # claimed complete again at once, by anyone checking, with nothing retried.
+    retried = _back_to_work(services, meta, _units(services, view.sid, *RETRYABLE), put_back)
     if retried and meta.done_at is not None:
         store.reopen(view.sid, now=now, recheck=now + RECHECK_S)
         # The retried units may all have finished before the reopening: their finishers saw a
@@ -178,15 +174,32 @@ def unpark(services: Services[WorkSettings], meta: SessionMeta) -> int:
     """Every parked unit of an active session back to pending, with its message; how many."""
     if meta.state != SessionState.ACTIVE:
         return 0
+    return _back_to_work(
+        services,
+        meta,
+        _units(services, meta.sid, S.PAUSED),
+        lambda unit: unit if _unpark_one(services, unit) else None,
+    )
+
+
+def _back_to_work(
+    services: Services[WorkSettings],
+    meta: SessionMeta,
+    units: Iterable[UnitItem],
+    put_back: Callable[[UnitItem], UnitItem | None],
+) -> int:
+    """Move each unit back to pending with `put_back` (the unit as moved, or None when it was
+    not), and send the moved ones their messages a page at a time, in ordinal order; how many."""
     batch: list[UnitItem] = []
-    resumed = 0
-    for unit in _units(services, meta.sid, S.PAUSED):
-        if _unpark_one(services, unit):
-            batch.append(unit)
+    sent = 0
+    for unit in units:
+        moved = put_back(unit)
+        if moved is not None:
+            batch.append(moved)
         if len(batch) >= PAGE:
-            resumed += _send(services, meta, batch)
+            sent += _send(services, meta, batch)
             batch = []
-    return resumed + _send(services, meta, batch)
+    return sent + _send(services, meta, batch)
 
 
 def _unpark_one(services: Services[WorkSettings], unit: UnitItem) -> bool:

@@ -25,7 +25,7 @@ from chalicelib.models import PromptOptions, UnitError
 from chalicelib.plans import Plan
 from chalicelib.prompttemplate import check_template
 from chalicelib.sources import RowSource
-from chalicelib.unitplan import new_unit
+from chalicelib.unitplan import new_unit, upload_mismatch
 
 if TYPE_CHECKING:
     from chalicelib.config import WorkSettings
@@ -53,15 +53,9 @@ def plan_rows(
     options: PromptOptions,
 ) -> Plan:
     """The units of a prompts batch, or its rejection."""
-    if name != declared.name or size != declared.size:
-        return rejected(
-            BatchRejected(
-                f"The uploaded file does not match the manifest: expected {declared.name!r} of "
-                f"{human_bytes(declared.size)}, received {name!r} of {human_bytes(size)}.",
-                code="upload_mismatch",
-                details={"expected_size": declared.size, "received_size": size},
-            )
-        )
+    mismatch = upload_mismatch(declared, name, size)
+    if mismatch is not None:
+        return rejected(mismatch)
     if size > MAX_BATCH_BYTES:  # checked before reading a byte of it
         return rejected(
             BatchRejected(

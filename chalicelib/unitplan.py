@@ -58,6 +58,19 @@ def new_unit(
     )
 
 
+def upload_mismatch(declared: DeclaredFile, name: str, size: int) -> PermanentError | None:
+    """Why the object that arrived is not the file the manifest declared (S3 does not enforce
+    a presigned POST's conditions locally), or None."""
+    if name == declared.name and size == declared.size:
+        return None
+    return PermanentError(
+        f"The uploaded file does not match the manifest: expected {declared.name!r} of "
+        f"{human_bytes(declared.size)}, received {name!r} of {human_bytes(size)}.",
+        code="upload_mismatch",
+        details={"expected_size": declared.size, "received_size": size},
+    )
+
+
 def plan_object(
     services: Services[WorkSettings], key: str, size: int, name: str, declared: DeclaredFile
 ) -> Plan:
@@ -72,15 +85,9 @@ def plan_object(
         )  # fmt: skip
         return Plan(units=[unit])
 
-    if name != declared.name or size != declared.size:
-        return whole_file(
-            PermanentError(
-                f"The uploaded file does not match the manifest: expected {declared.name!r} of "
-                f"{human_bytes(declared.size)}, received {name!r} of {human_bytes(size)}.",
-                code="upload_mismatch",
-                details={"expected_size": declared.size, "received_size": size},
-            )
-        )
+    mismatch = upload_mismatch(declared, name, size)
+    if mismatch is not None:
+        return whole_file(mismatch)
     if not name.lower().endswith(".zip"):
         return whole_file()
     try:

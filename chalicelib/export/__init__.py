@@ -134,7 +134,7 @@ def write_export(
         try:
             return s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _missing(exc):
                 return None  # expired with its session's objects: the table row says the rest
             raise
 
@@ -156,7 +156,12 @@ def _exists(services: Services[CoreSettings], key: str) -> bool:
     try:
         services.s3.head_object(Bucket=services.settings.bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if _missing(exc):
             return False
         raise
     return True
+
+
+def _missing(exc: ClientError) -> bool:
+    """S3's "no such object": NoSuchKey from a GET, a bare 404 from a HEAD."""
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")

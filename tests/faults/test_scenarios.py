@@ -380,26 +380,42 @@ def test_a_unit_that_runs_past_its_job_types_limit_ends_timeout_in_its_own_count
         assert summary["can_resume"] is True  # a retry may get through
 
 
+def claimed_by_worker_a(stack: Stack) -> tuple[str, UnitRef, float]:
+    """A one-row session whose unit worker A (the stack's clock) has claimed with a 90 s lease
+    and is still running; its message is left in the queue, as a duplicate delivery."""
+    sid = prompts_session(stack, ["contested"])
+    stack.stack.drain("on_upload")
+    services = stack.stack.services
+    ref, now = UnitRef(sid, 0, 0), services.clock.now()
+    lease = UnitPatch(lease_until=now + 90, started_at=now)
+    claimed = services.store.move(ref, S.PENDING, S.RUNNING, attempt=0, now=now, patch=lease)
+    assert claimed is Outcome.MOVED
+    return sid, ref, now
+
+
+def message_of(stack: Stack) -> str:
+    """The one work message waiting."""
+    st = stack.stack
+    (message,) = st.sqs.receive_message(QueueUrl=st.info()["work_queue_url"])["Messages"]
+    return str(message["Body"])
+
+
+def worker_b(stack: Stack, clock_at: float) -> Services[Any]:
+    """Another worker, sharing everything with the stack but its clock."""
+    st = stack.stack
+    return Services(st.settings, FakeClock(clock_at), st.app_session, st.services.jobs)
+
+
 def test_a_worker_whose_clock_runs_five_minutes_ahead_takes_over_but_counts_once(
     stack: Stack,
 ) -> None:
     """Clock skew: worker A claims a unit and is still at it when a duplicate message reaches
     worker B, whose clock is five minutes ahead, so A's 90 s lease looks expired. B takes over
     as attempt 2 and completes; A's late finish, at attempt 1, changes nothing."""
-    st = stack.stack
-    sid = prompts_session(stack, ["contested"])
-    st.drain("on_upload")
-    (message,) = st.sqs.receive_message(QueueUrl=st.info()["work_queue_url"])["Messages"]
-    services = st.services
-    ref = UnitRef(sid, 0, 0)
-    now = services.clock.now()
-    lease = UnitPatch(lease_until=now + 90, started_at=now)
-    assert services.store.move(ref, S.PENDING, S.RUNNING, attempt=0, now=now, patch=lease) is (
-        Outcome.MOVED
-    )  # worker A, its clock right
+    sid, ref, now = claimed_by_worker_a(stack)
+    st, services = stack.stack, stack.stack.services
 
-    ahead = Services(st.settings, FakeClock(now + 300), st.app_session, services.jobs)
-    process_message(ahead, message["Body"])  # worker B, five minutes ahead
+    process_message(worker_b(stack, now + 300), message_of(stack))  # five minutes ahead
 
     late = services.store.move(ref, S.RUNNING, S.COMPLETED, attempt=1, now=now + 30)
     assert late is Outcome.STALE  # A's finish: its attempt is no longer the unit's
@@ -412,18 +428,11 @@ def test_a_worker_whose_clock_runs_five_minutes_ahead_takes_over_but_counts_once
 def test_a_worker_whose_clock_runs_five_minutes_behind_leaves_a_live_lease_alone(
     stack: Stack,
 ) -> None:
-    st = stack.stack
-    sid = prompts_session(stack, ["contested"])
-    st.drain("on_upload")
-    (message,) = st.sqs.receive_message(QueueUrl=st.info()["work_queue_url"])["Messages"]
-    services = st.services
-    ref = UnitRef(sid, 0, 0)
-    now = services.clock.now()
-    lease = UnitPatch(lease_until=now + 90, started_at=now)
-    services.store.move(ref, S.PENDING, S.RUNNING, attempt=0, now=now, patch=lease)
+    sid, ref, now = claimed_by_worker_a(stack)
+    st, services = stack.stack, stack.stack.services
 
-    behind = Services(st.settings, FakeClock(now - 300), st.app_session, services.jobs)
-    process_message(behind, message["Body"])  # sees a live lease: a duplicate, dropped
+    # Five minutes behind: it sees a live lease, a duplicate delivery, and drops it.
+    process_message(worker_b(stack, now - 300), message_of(stack))
 
     assert services.store.move(ref, S.RUNNING, S.COMPLETED, attempt=1, now=now + 30) is not (
         Outcome.STALE
