@@ -16,6 +16,7 @@ import json
 from urllib.parse import unquote_plus
 
 from chalicelib.budget import FANOUT_GRACE_S
+from chalicelib.chains import plan_follow_up
 from chalicelib.completion import complete_if_done
 from chalicelib.config import WorkSettings
 from chalicelib.errors import PermanentError
@@ -62,6 +63,8 @@ def fan_out_object(services: Services[WorkSettings], key: str, size: int) -> Non
             elif services.jobs.get(declared.job_type).rows:
                 options = PromptOptions.model_validate(meta.options)
                 plan = plan_rows(services, key, size, name, declared, options)
+            elif services.jobs.get(declared.job_type).chained:
+                plan = plan_follow_up(services, key, size, name, declared)
             else:
                 plan = plan_object(services, key, size, name, declared)
             if plan.rejected is not None:

@@ -41,6 +41,8 @@ BATCH_EXTENSIONS: frozenset[str] = frozenset({".csv", ".tsv", ".xlsx", ".txt"})
 # stores them as its one upload, so they take the uploaded file's path through the fan-out. A
 # manifest can never declare it (.jsonl is not a batch extension).
 INLINE_BATCH_NAME = "pasted-prompts.jsonl"
+# A follow-up session's one input: its parent's completed results (chalicelib.chains).
+FOLLOW_UP_FILE = "parent-results.jsonl"
 
 # The largest document the processor reads, by its uncompressed bytes: uploads, zip members and
 # the bytes actually received are all held to it. The worker has 1024 MB. bench/documents_memory.py

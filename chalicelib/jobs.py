@@ -32,6 +32,10 @@ class JobType:
     follow_up: str | None = None  # the job type of a session chained on this one's results
     # Units are the rows of one batch file (else files and zip members).
     rows: bool = False
+    # Units are the completed results of a parent session (a follow-up: chalicelib.chains).
+    chained: bool = False
+    # What a unit is called in messages to people ("3 of 4 files completed").
+    noun: str = "files"
     # A unit mostly waits on I/O (a model call): a worker runs a batch's records side by side.
     io_bound: bool = False
 
@@ -76,6 +80,19 @@ class JobRegistry:
 
 DOCUMENTS = JobType(name="documents", processor="document")
 # A model call answers in seconds; one taking minutes is stuck, and a retry is the cure.
-PROMPTS = JobType(name="prompts", processor="prompt", unit_timeout_s=180, rows=True, io_bound=True)
+PROMPTS = JobType(
+    name="prompts", processor="prompt", unit_timeout_s=180, rows=True, io_bound=True, noun="rows"
+)
+# A follow-up only (never asked for directly): a model's summary of each completed document.
+SUMMARIES = JobType(
+    name="summaries",
+    processor="summary",
+    unit_timeout_s=180,
+    chained=True,
+    io_bound=True,
+    noun="summaries",
+)
+# Documents, then a chained session summarising each one that was read.
+DOCUMENT_SUMMARIES = replace(DOCUMENTS, name="document_summaries", follow_up=SUMMARIES.name)
 
-BUILT_IN = JobRegistry([DOCUMENTS, PROMPTS])
+BUILT_IN = JobRegistry([DOCUMENTS, PROMPTS, SUMMARIES, DOCUMENT_SUMMARIES])

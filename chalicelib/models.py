@@ -111,14 +111,15 @@ class CreateSessionRequest(StrictModel):
     text: str | None = None
     name: str | None = Field(default=None, max_length=200)
     priority: int = Field(default=5, ge=1, le=10)
-    job_type: Literal["documents", "prompts"] = "documents"
+    # `document_summaries`: documents, then a follow-up session summarising each (chained).
+    job_type: Literal["documents", "prompts", "document_summaries"] = "documents"
     options: PromptOptions | None = None
     notify: NotifyOptions = Field(default_factory=NotifyOptions)
 
     @model_validator(mode="after")
     def _one_input(self) -> CreateSessionRequest:
         inline = [n for n in ("prompts", "text") if getattr(self, n) is not None]
-        if self.job_type == "documents":
+        if self.job_type != "prompts":
             if inline or self.options is not None:
                 raise ValueError("prompts, text and options belong to a prompts session")
             if not self.files:
@@ -195,6 +196,9 @@ class SessionSummary(Model):
     usage: Usage = Field(default_factory=Usage)
     # Why the session was rejected as a whole (status `rejected`), else None.
     error: UnitError | None = None
+    # Chains: the session this one follows up on, and the follow-ups started from this one.
+    parent_id: str | None = None
+    children: list[str] = Field(default_factory=list)
 
 
 class UnitError(Model):

@@ -23,7 +23,9 @@ def completion_event(status: SessionStatus) -> str:
     return "session.failed" if failed else "session.completed"
 
 
-def completion_message(view: SessionView, status: SessionStatus) -> tuple[str, str]:
+def completion_message(
+    view: SessionView, status: SessionStatus, noun: str = "files"
+) -> tuple[str, str]:
     meta = view.meta
     label = meta.name or meta.sid
     completed, skipped, total = (
@@ -42,7 +44,7 @@ def completion_message(view: SessionView, status: SessionStatus) -> tuple[str, s
             f"Session id: {meta.sid}",
         ]
         return subject, "\n".join(lines)
-    units = "rows" if meta.job_type == "prompts" else "files"
+    units = noun
     ended = (
         "was cancelled"
         if status == SessionStatus.CANCELLED
@@ -72,23 +74,22 @@ def _sns_subject(text: str) -> str:
     return printable[:99]
 
 
-def notify_completion(services: Services[WorkSettings], sid: str) -> bool:
-    """Publish the session's completion event unless someone else has claimed it; sent?
+def notify_completion(services: Services[WorkSettings], view: SessionView) -> bool:
+    """Publish the done session's completion event unless someone else has claimed it; sent?
 
     If publishing fails the event stays unrecorded (and the session on the NOTIFY list), which
     the sweeper picks up once the claim is stale.
     """
-    store, now = services.store, services.clock.now()
-    view = store.load_session(sid, consistent=True)
-    if view is None or view.meta.done_at is None:
-        return False
+    store, now, sid = services.store, services.clock.now(), view.sid
+    assert view.meta.done_at is not None, "only a done session notifies"
     status = session_status(view)
     event = completion_event(status)
     if not store.claim_event(sid, event, now=now, stale_before=now - NOTIFY_CLAIM_S):
         return False
     meta = view.meta
     if meta.notify_on_complete:
-        subject, message = completion_message(view, status)
+        noun = services.jobs.get(meta.job_type).noun
+        subject, message = completion_message(view, status, noun)
         services.sns.publish(
             TopicArn=services.settings.topic_arn,
             Subject=subject,

@@ -204,9 +204,10 @@ def create_session(services: Services[ApiSettings], owner: str, body: Any) -> Cr
         for ordinal, spec in enumerate(files)
     ]
     # Listed as OPEN until the sweeper, after the deadline, fails the files that never arrived.
-    services.store.put_session(
+    created = services.store.put_session(
         meta, declared, first_check=now + expires_in + settings.upload_grace_s
     )
+    assert created, "a new id names no session"
     if inline is not None:
         # Stored as the session's one upload: its ObjectCreated event starts the fan-out.
         services.s3.put_object(
@@ -302,6 +303,8 @@ def summarize(view: SessionView, now: float) -> SessionSummary:
         done_at=meta.done_at,
         usage=Usage(**view.amounts),
         error=meta.error,
+        parent_id=meta.parent_id,
+        children=meta.children,
     )
 
 

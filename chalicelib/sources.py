@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, BinaryIO, Literal
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 
 from pydantic import Field
 
+from chalicelib.errors import PermanentError
 from chalicelib.modelbase import Model
 from chalicelib.zipindex import ZipMember, member_span, open_member
 
@@ -112,8 +113,26 @@ class _ChunkReader(io.RawIOBase):
         return size
 
 
+def _get(s3: S3Client, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> Any:
+    """The object's body (bytes start to end, exclusive); a unit whose input is gone (expired by
+    the bucket's lifecycle, or deleted) fails for good instead of being retried."""
+    from botocore.exceptions import ClientError
+
+    extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"} if byte_range else {}
+    try:
+        return s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]  # type: ignore[arg-type]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise PermanentError(
+                "This unit's input is no longer stored (inputs and results expire), so it "
+                "cannot be processed.",
+                code="source_missing",
+            ) from exc
+        raise
+
+
 def _ranged(s3: S3Client, bucket: str, key: str, start: int, end: int) -> Iterator[bytes]:
-    body = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+    body = _get(s3, bucket, key, (start, end))
     return iter(lambda: body.read(CHUNK_BYTES), b"")
 
 
@@ -123,15 +142,13 @@ def open_source(
     """A stream of the unit's bytes (decompressed and CRC-checked for a zip member): one GET."""
     chunks: Iterator[bytes]
     if isinstance(source, ObjectSource):
-        body = s3.get_object(Bucket=bucket, Key=source.key)["Body"]
+        body = _get(s3, bucket, source.key)
         chunks = iter(lambda: body.read(CHUNK_BYTES), b"")
     elif isinstance(source, ZipMemberSource):
         member = source.member()
-        start, end = member_span(member)
-        body = s3.get_object(Bucket=bucket, Key=source.key, Range=f"bytes={start}-{end - 1}")[
-            "Body"
-        ]
-        chunks = open_member(body, member, chunk_size=CHUNK_BYTES)  # type: ignore[arg-type]
+        chunks = open_member(
+            _get(s3, bucket, source.key, member_span(member)), member, chunk_size=CHUNK_BYTES
+        )
     else:
         chunks = _ranged(s3, bucket, source.key, source.start, source.end)
     return io.BufferedReader(_ChunkReader(chunks), buffer_size=CHUNK_BYTES)

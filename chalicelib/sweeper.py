@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 from chalicelib.budget import NOTIFY_CLAIM_S, RECHECK_S, STUCK_GRACE_S
-from chalicelib.completion import complete_if_done
+from chalicelib.completion import after_completion, complete_if_done
 from chalicelib.config import SweeperSettings
 from chalicelib.errors import PermanentError, RetryableError
 from chalicelib.fanout import fail_file, fan_out_object, finish_fan_out
 from chalicelib.log import log_keys, logger
 from chalicelib.models import UnitError, UnitStatus, WorkMessage
-from chalicelib.notify import notify_completion
 from chalicelib.presign import parse_upload_key
 from chalicelib.queues import send_work, work_message
 from chalicelib.services import Services
@@ -280,5 +279,5 @@ def _fail_unfannable(services: Services[SweeperSettings], key: str) -> None:
 def _notify(services: Services[SweeperSettings], item: Item, report: SweepReport) -> None:
     sid = str(item["sid"])
     with log_keys(session_id=sid):
-        if notify_completion(services, sid):
+        if after_completion(services, sid):
             report.notifications_sent += 1

@@ -3,23 +3,27 @@ renews the lease (a heartbeat), saves checkpoints, and tells the processor its t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, BinaryIO, TypeVar
 
 from chalicelib.budget import LEASE_MARGIN_S
 from chalicelib.config import WorkSettings
+from chalicelib.log import logger
 from chalicelib.models import UnitStatus, WorkMessage
 from chalicelib.processors.base import ClientKey, Stage
 from chalicelib.services import Services
 from chalicelib.sources import open_source, source_size
 from chalicelib.store import Outcome
-from chalicelib.store.items import UnitPatch
+from chalicelib.store.items import UnitItem, UnitPatch
 from chalicelib.store.keys import UnitRef
 
 T = TypeVar("T")
 # A lease is renewed by every progress write, for at most this long, and never past the
 # invocation's end: a worker that dies leaves a lease that runs out soon after.
 LEASE_S = 90.0
+# A checkpoint larger than this is kept in S3 (a unit item holds 400 KB in all).
+INLINE_CHECKPOINT_BYTES = 16 * 1024
 
 
 class StaleAttemptError(Exception):
@@ -98,7 +102,22 @@ class UnitRun:
         return open_source(self._message.source, self._services.s3, self._services.settings.bucket)
 
     def checkpoint(self, state: Any) -> None:
-        self._write(UnitPatch(checkpoint=state))
+        """Small state rides on the unit item; larger state (a long PDF's pages so far) goes to
+        S3 under this attempt's own key, and the item points at it: a stale attempt's late
+        checkpoint can never replace the current one's."""
+        body = json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(body) <= INLINE_CHECKPOINT_BYTES:
+            patch = UnitPatch(checkpoint=state, checkpoint_key=None)
+        else:
+            key = f"checkpoints/{self.session_id}/{self.ordinal}.{self.attempt}.json"
+            self._services.s3.put_object(
+                Bucket=self._services.settings.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+            )
+            patch = UnitPatch(checkpoint=None, checkpoint_key=key)
+        self._write(patch)
         self._resume_state, self._resume_loaded = state, True
 
     @property
@@ -107,9 +126,21 @@ class UnitRun:
             return None  # a first attempt has nothing to resume: no read
         if not self._resume_loaded:
             unit = self._services.store.get_unit(self.ref)
-            self._resume_state = unit.checkpoint if unit is not None else None
+            self._resume_state = self._saved_state(unit) if unit is not None else None
             self._resume_loaded = True
         return self._resume_state
+
+    def _saved_state(self, unit: UnitItem) -> Any:
+        if unit.checkpoint_key is None:
+            return unit.checkpoint
+        try:
+            body = self._services.s3.get_object(
+                Bucket=self._services.settings.bucket, Key=unit.checkpoint_key
+            )["Body"].read()
+            return json.loads(body)
+        except Exception:  # expired or damaged: the attempt starts from the beginning
+            logger.warning("the checkpoint could not be read", extra={"key": unit.checkpoint_key})
+            return None
 
     def client(self, key: ClientKey[T]) -> T:
         return self._services.client(key)

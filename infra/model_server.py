@@ -290,6 +290,8 @@ def answer_text(messages: list[dict[str, str]], user_text: str) -> str:
             ensure_ascii=False,
         )
     words = user_text.split()
+    if any(m["role"] == "system" and m["content"].startswith("Summarize") for m in messages):
+        return f"A summary of {' '.join(words[:3])}: {' '.join(words[3:40])}"
     return f"Here is an answer to “{' '.join(words[:24])}”: {ADDITIONS[digest[0] % len(ADDITIONS)]}"
 
 

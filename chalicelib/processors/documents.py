@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import BinaryIO
@@ -36,6 +36,8 @@ from chalicelib.processors.textdecode import (
 __all__ = ["MAX_DOCUMENT_BYTES", "READ_CHUNK_BYTES", "detect_type", "extract_document"]
 
 READ_CHUNK_BYTES = 1024 * 1024
+# A PDF's pages read so far are saved this often (seconds of reading): a retry loses at most this.
+CHECKPOINT_EVERY_S = 10.0
 # Enough to see a byte order mark or a PDF header before choosing how to read the rest.
 _HEAD_BYTES = 1024
 # Enough lines for csv.Sniffer to see the dialect. Its quote-guessing regex is quadratic on
@@ -100,7 +102,10 @@ def extract_document(ctx: UnitContext) -> ProcessorOutput:
         doc_type = detect_type(ctx.name, ctx.content_type, head)
         body = chain((head,), chunks)
         del head  # the chain lets go of it once read, so its megabyte is not held to the end
-        parsed = _parse_pdf(body, ctx) if doc_type == "pdf" else _parse_text(doc_type, body, ctx)
+        if doc_type == "pdf":
+            parsed = _parse_pdf(body, ctx, download.sha256)
+        else:
+            parsed = _parse_text(doc_type, body, ctx)
     ctx.progress(1.0)
     ctx.stage("saving")
     metadata: dict[str, Scalar] = {
@@ -177,17 +182,47 @@ def _too_large(size: int | None) -> PermanentError:
     )
 
 
-def _parse_pdf(chunks: Iterable[bytes], ctx: UnitContext) -> _Parsed:
+def _parse_pdf(chunks: Iterable[bytes], ctx: UnitContext, sha256: Callable[[], str]) -> _Parsed:
     # pypdf needs the whole file: one buffer, written chunk by chunk, with no joined copy.
     document = io.BytesIO()
     for chunk in chunks:
         document.write(chunk)
     ctx.stage("parsing")
-    pdf = read_pdf(document, ctx.progress)
+    pages = _PageCheckpoints(ctx, sha256())
+    pdf = read_pdf(document, ctx.progress, done=pages.resumed(), page_read=pages.page_read)
     extra: dict[str, Scalar] = {"pages": pdf.pages}
+    if pdf.resumed:
+        extra["pages_resumed"] = pdf.resumed
     if pdf.title is not None:
         extra["title"] = pdf.title
     return _Parsed("pdf", pdf.text, count_text(pdf.text), extra)
+
+
+class _PageCheckpoints:
+    """The text of a PDF's pages read so far, saved as the unit's checkpoint every
+    CHECKPOINT_EVERY_S of reading: an attempt that runs out of time (a long PDF in a short
+    invocation) is retried from the page after the last checkpoint, not from the first page."""
+
+    def __init__(self, ctx: UnitContext, sha256: str) -> None:
+        self._ctx = ctx
+        self._sha256 = sha256
+        self._last = ctx.time_left()
+
+    def resumed(self) -> list[str]:
+        """The pages an earlier attempt read of this very file (its digest says so), or none."""
+        state = self._ctx.resume_state
+        if not isinstance(state, dict) or state.get("sha256") != self._sha256:
+            return []
+        pages = state.get("pages")
+        if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
+            return []
+        return pages
+
+    def page_read(self, texts: list[str]) -> None:
+        left = self._ctx.time_left()
+        if self._last - left >= CHECKPOINT_EVERY_S:
+            self._ctx.checkpoint({"sha256": self._sha256, "pages": texts})
+            self._last = left
 
 
 def _parse_text(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chalicelib.errors import PermanentError, UnitSkipped
@@ -20,6 +20,7 @@ class PdfText:
     text: str
     pages: int
     title: str | None
+    resumed: int = 0  # pages taken from an earlier attempt's checkpoint
 
 
 class _WithoutFontToolsNotice(logging.Filter):
@@ -38,8 +39,17 @@ class _WithoutFontToolsNotice(logging.Filter):
 _FONTTOOLS_NOTICE = _WithoutFontToolsNotice()
 
 
-def read_pdf(document: io.BytesIO, progress: Callable[[float], None]) -> PdfText:
+def read_pdf(
+    document: io.BytesIO,
+    progress: Callable[[float], None],
+    *,
+    done: Sequence[str] = (),
+    page_read: Callable[[list[str]], None] = lambda _texts: None,
+) -> PdfText:
     """The text of every page; ``progress`` gets the share of pages read so far.
+
+    ``done`` are the texts of the first pages as an earlier attempt read them (a checkpoint):
+    reading starts after them. ``page_read`` sees the texts read so far after every page.
 
     Raises PermanentError (pdf_unreadable, pdf_encrypted) for a PDF that cannot be read and
     UnitSkipped (no_text_layer) for one whose pages hold no text.
@@ -63,18 +73,20 @@ def read_pdf(document: io.BytesIO, progress: Callable[[float], None]) -> PdfText
         raise _pdf_unreadable(f"{type(exc).__name__}: {exc}") from exc
     if locked:
         raise _pdf_encrypted()
-    texts: list[str] = []
     try:
         pages = reader.pages
         count = len(pages)
     except Exception as exc:
         raise _pdf_unreadable(f"{type(exc).__name__}: {exc}") from exc
-    for number in range(count):
+    texts = list(done) if len(done) <= count else []  # else not this file's checkpoint
+    resumed = len(texts)
+    for number in range(len(texts), count):
         try:
             texts.append(pages[number].extract_text())
         except Exception as exc:
             raise _pdf_unreadable(f"{type(exc).__name__}: {exc}") from exc
         # Outside the try: the worker stops a unit whose time is up by raising from progress().
+        page_read(texts)
         progress((number + 1) / count)
     try:
         title = reader.metadata.title if reader.metadata is not None else None
@@ -91,7 +103,7 @@ def read_pdf(document: io.BytesIO, progress: Callable[[float], None]) -> PdfText
         )
     # A damaged /Info dictionary can hold a number or a dictionary where the title belongs.
     clean_title = title.strip() if isinstance(title, str) and title.strip() else None
-    return PdfText("\f".join(texts), len(texts), clean_title)
+    return PdfText("\f".join(texts), len(texts), clean_title, resumed)
 
 
 def _check_framing(document: io.BytesIO) -> None:

@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 # chalicelib.model (httpx) is imported where a model is called: the API function, which imports
 # every processor through the worker module, never loads it.
 
-# A checkpoint is kept on the unit item (400 KB at most): a longer answer is asked for again.
-CHECKPOINT_CHARS = 16_000
-
 ENHANCER = (
     "You improve prompts written for generative AI models. Rewrite the user's prompt so that it "
     "is specific, complete and unambiguous, keeping its intent and language, and name the "
@@ -116,8 +113,7 @@ def answer(ctx: UnitContext, request: ChatRequest, model: str | None) -> Complet
         except TypeError:
             pass  # saved by another version: ask again
     completion = ctx.client(model_key(model)).complete(request)
-    if len(completion.text) <= CHECKPOINT_CHARS:
-        ctx.checkpoint({"answer": dataclasses.asdict(completion)})
+    ctx.checkpoint({"answer": dataclasses.asdict(completion)})
     return completion
 
 

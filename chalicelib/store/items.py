@@ -69,6 +69,9 @@ class SessionMeta(Model):
     done_at: float | None = None
     # Why the input was refused as a whole (a rejected batch): the session ends with no unit.
     error: UnitError | None = None
+    # Chains (chalicelib.chains): the session this one follows up on, and its follow-ups.
+    parent_id: str | None = None
+    children: list[str] = Field(default_factory=list)
     notified: bool = False
     # Notification events claimed (event → when) and recorded as sent, per completion (§7).
     event_claims: dict[str, float] = Field(default_factory=dict)
@@ -203,6 +206,8 @@ class UnitItem(Model):
     result_key: str | None = None
     result: dict[str, Any] | None = None
     checkpoint: Any = None
+    # A checkpoint too large for the item, in S3 (chalicelib.unitrun).
+    checkpoint_key: str | None = None
     created_at: float
     expires_at: int | None = None
 
@@ -238,6 +243,7 @@ class UnitPatch(Model):
     result_key: str | None = None
     result: dict[str, Any] | None = None
     checkpoint: Any = None
+    checkpoint_key: str | None = None
 
     def sets(self) -> dict[str, Any]:
         dumped = self.model_dump(mode="python", include=self.model_fields_set)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from chalicelib.store.items import DeclaredFile, NotificationItem, SessionMeta, UnitItem
-from chalicelib.store.keys import DueList, declared_file_key, index_key
+from chalicelib.store.keys import DueList, declared_file_key, index_key, meta_key
 from chalicelib.store.table import Table
 
 
@@ -14,15 +14,26 @@ class Writes:
 
     def put_session(
         self, meta: SessionMeta, declared: Sequence[DeclaredFile], *, first_check: float
-    ) -> None:
-        """One declared-file item per manifest entry, then the META item (must not exist yet).
+    ) -> bool:
+        """One declared-file item per manifest entry, then the META item unless it exists
+        already: created by this call?
 
         META last: if a write fails half-way, no session exists that counts on files it has no
         record of (the declared items left behind expire by TTL).
         """
+        if self._table.get(meta_key(meta.sid)) is not None:
+            return False  # never overwrite a live session's declared files
         self._table.batch_put([d.to_item() for d in declared])
-        if not self._table.put(meta.to_item(first_check=first_check), only_new=True):
-            raise RuntimeError(f"session {meta.sid} exists already")
+        return self._table.put(meta.to_item(first_check=first_check), only_new=True)
+
+    def add_child(self, sid: str, child: str) -> None:
+        """Link a follow-up session to its parent, once."""
+        self._table.update(
+            meta_key(sid),
+            "SET #children = list_append(if_not_exists(#children, :none), :child)",
+            condition="attribute_exists(PK) AND NOT contains(#children, :id)",
+            values={":none": [], ":child": [child], ":id": child},
+        )
 
     def put_units(self, units: Sequence[UnitItem], *, recovering: bool) -> None:
         """Write a claimed file's unit items. Recovering from a crash between the claim and this

@@ -71,12 +71,21 @@ def inject_conflicts(
 
 
 def fail_calls(
-    client: BaseClient, event: str, *, times: int = 1, error: type[Exception] = RuntimeError
+    client: BaseClient,
+    event: str,
+    *,
+    times: int = 1,
+    error: type[Exception] = RuntimeError,
+    when: Callable[[dict[str, Any]], bool] = lambda _params: True,
 ) -> Injected:
-    """Make the next `times` calls of `event` (e.g. "before-call.sqs.SendMessageBatch") raise."""
+    """Make the next `times` calls of `event` (e.g. "before-call.sqs.SendMessageBatch") that
+    `when` picks by their parameters raise. (The parameters are the API's, such as Bucket and
+    Key, for "provide-client-params.*" events; serialized for "before-call.*" ones.)"""
     injected = Injected()
 
-    def boom(**_kwargs: Any) -> None:
+    def boom(**kwargs: Any) -> None:
+        if not when(kwargs.get("params") or {}):
+            return
         with injected.lock:
             if injected.count >= times:
                 return

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from pypdf import PageObject
 
 from chalicelib.budget import LEASE_MARGIN_S
 from chalicelib.clock import FakeClock
@@ -18,6 +20,7 @@ from chalicelib.errors import PermanentError, RetryableError
 from chalicelib.jobs import DOCUMENTS, JobRegistry, JobType
 from chalicelib.models import SessionStatus, UnitStatus, WorkMessage
 from chalicelib.processors import ProcessorOutput, UnitContext, processor
+from chalicelib.processors.pdfgen import make_pdf
 from chalicelib.queues import work_message
 from chalicelib.sessions import session_status
 from chalicelib.sources import ObjectSource
@@ -53,7 +56,7 @@ def scripted(ctx: UnitContext) -> ProcessorOutput:
 
 JOBS = JobRegistry(
     [
-        DOCUMENTS,
+        replace(DOCUMENTS, backoff_base_s=0),
         JobType("scripted", processor="test-scripted", backoff_base_s=0, unit_timeout_s=60),
         JobType("orphan", processor="no-such-processor"),
     ]
@@ -395,6 +398,56 @@ def test_a_checkpoint_is_handed_to_the_next_attempt(st: InProcessStack) -> None:
 
     assert seen == [None, {"rows_done": 40}]
     assert unit_of(st, body).status is S.COMPLETED
+
+
+def test_a_long_pdf_that_runs_out_of_time_resumes_after_the_pages_its_checkpoint_saved(
+    st: InProcessStack, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Twelve pages of about 2,700 characters: eight of them are too large a checkpoint for the
+    # unit item, so it goes to S3.
+    pages = [
+        f"Page {n}.\n" + "\n".join(f"Line {i} of page {n} reads on." for i in range(100))
+        for n in range(1, 13)
+    ]
+    (body,) = start(st, [[]], job_type="documents")
+    message = WorkMessage.model_validate_json(body)
+    st.services.s3.put_object(
+        Bucket=st.services.settings.bucket, Key=f"in/{message.sid}", Body=make_pdf(pages)
+    )
+    read: list[int] = []
+    extract_text = PageObject.extract_text
+
+    def six_seconds_a_page(page: PageObject, *args: Any, **kwargs: Any) -> str:
+        read.append(1)
+        clock.advance(6)
+        return extract_text(page, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", six_seconds_a_page)
+
+    # 50 s: pages 1-8 are read (a checkpoint every 10 s: after pages 2, 4, 6 and 8), page 9
+    # runs into the end of the invocation.
+    process_message(st.services, body, lambda: 50_000)
+    given_back = unit_of(st, body)
+    st.drain("worker")
+    done = unit_of(st, body)
+
+    assert (given_back.status, given_back.error.code if given_back.error else None) == (
+        S.PENDING,
+        "worker_time_up",
+    )
+    assert given_back.checkpoint is None
+    assert given_back.checkpoint_key == f"checkpoints/{message.sid}/00000-000000.1.json"
+    assert (done.status, done.attempt, len(read)) == (S.COMPLETED, 2, 9 + 4)
+    assert done.result is not None and (done.result["pages"], done.result["pages_resumed"]) == (
+        12,
+        8,
+    )
+    assert done.result_key is not None
+    saved = st.services.s3.get_object(Bucket=st.services.settings.bucket, Key=done.result_key)
+    text = json.loads(saved["Body"].read())["text"]
+    assert [page.split("\n", 1)[0] for page in text.split("\f")] == [
+        f"Page {n}." for n in range(1, 13)
+    ]
 
 
 def test_a_redelivery_of_a_running_units_message_with_a_live_lease_changes_nothing(

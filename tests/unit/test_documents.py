@@ -73,7 +73,7 @@ class FakeContext:
         return self.stream
 
     def checkpoint(self, state: Any) -> None:
-        raise AssertionError("the document processor keeps no checkpoint")
+        raise AssertionError("pages here are read well within a checkpoint interval")
 
     def time_left(self) -> float:
         return 300.0
@@ -861,3 +861,45 @@ def test_stream_longer_than_the_limit_is_refused_whatever_size_was_declared(
         )
         # Refused at the chunk that crossed the limit, not after reading everything.
         assert ctx.stream.bytes_read == 120
+
+
+@dataclass
+class ResumingContext(FakeContext):
+    """An attempt after one that saved `saved` as its checkpoint."""
+
+    saved: Any = None
+
+    @property
+    def resume_state(self) -> Any:
+        return self.saved
+
+
+def test_a_pdf_resumes_after_the_pages_a_checkpoint_of_the_same_file_saved() -> None:
+    pdf = make_pdf(["first page", "second page", "third page"])
+    digest = hashlib.sha256(pdf).hexdigest()
+    ctx = ResumingContext(data=pdf, name="a.pdf", saved={"sha256": digest, "pages": ["FIRST"]})
+
+    output = extract_document(ctx)
+
+    assert output.body["text"] == "FIRST\fsecond page\fthird page"
+    assert (output.metadata["pages"], output.metadata["pages_resumed"]) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        {"sha256": "another file", "pages": ["FIRST"]},
+        {"sha256": "SAME", "pages": ["FIRST", "SECOND", "THIRD", "FOURTH"]},  # more than it has
+        {"sha256": "SAME", "pages": [1, 2]},
+        ["not", "a", "checkpoint"],
+    ],
+)
+def test_a_pdf_checkpoint_that_does_not_fit_the_file_is_ignored(saved: Any) -> None:
+    pdf = make_pdf(["first page", "second page", "third page"])
+    if isinstance(saved, dict) and saved["sha256"] == "SAME":
+        saved = {**saved, "sha256": hashlib.sha256(pdf).hexdigest()}
+
+    output = extract_document(ResumingContext(data=pdf, name="a.pdf", saved=saved))
+
+    assert output.body["text"] == "first page\fsecond page\fthird page"
+    assert "pages_resumed" not in output.metadata
