@@ -438,10 +438,8 @@ def test_a_long_pdf_that_runs_out_of_time_resumes_after_the_pages_its_checkpoint
     assert given_back.checkpoint is None
     assert given_back.checkpoint_key == f"checkpoints/{message.sid}/00000-000000.1.json"
     assert (done.status, done.attempt, len(read)) == (S.COMPLETED, 2, 9 + 4)
-    assert done.result is not None and (done.result["pages"], done.result["pages_resumed"]) == (
-        12,
-        8,
-    )
+    assert done.result is not None
+    assert (done.result["pages"], done.result["pages_resumed"]) == (12, 8)
     assert done.result_key is not None
     saved = st.services.s3.get_object(Bucket=st.services.settings.bucket, Key=done.result_key)
     text = json.loads(saved["Body"].read())["text"]
