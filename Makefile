@@ -16,8 +16,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-run: venv  ## start the embedded stack and the API on http://127.0.0.1:8000 (Ctrl-C stops)
-	$(BIN)/python -m infra.local
+run: venv  ## start the embedded stack and the API on http://127.0.0.1:8000 (Ctrl-C stops; ARGS=--fresh starts empty)
+	$(BIN)/python -m infra.local $(ARGS)
 
 demo: venv  ## a scripted end-to-end job: make demo ARGS="--files 100 --corrupt 1"
 	@$(BIN)/python -m chute_cli demo $(ARGS)

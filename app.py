@@ -11,6 +11,7 @@ from chalice.app import CloudWatchEvent, Request
 from chalicelib import control, fanout, sessions, web
 from chalicelib.config import ApiSettings, ControlSettings, SweeperSettings, WorkSettings
 from chalicelib.http import (
+    current_admin,
     current_user,
     encode_cursor,
     handles_errors,
@@ -21,6 +22,7 @@ from chalicelib.http import (
     query_param,
 )
 from chalicelib.queues import batch_concurrency, run_batch
+from chalicelib.redrive import redrive
 from chalicelib.services import Services, get_services
 from chalicelib.store.items import SessionView
 from chalicelib.sweeper import sweep
@@ -155,6 +157,18 @@ def retry_session(sid: str) -> Response:
     everything = query_param(_request(), "all") in ("true", "1")
     return _control(
         sid, lambda services, view: control.retry(services, view, everything=everything)
+    )
+
+
+@app.route("/admin/dlq/redrive", methods=["POST"], cors=True)
+@handles_errors
+def redrive_dead_letters() -> Response:
+    """An operator's redrive: every unit that failed as a dead letter back to work."""
+    services = get_services(ControlSettings)
+    current_admin(_request(), services)
+    report = redrive(services)
+    return json_response(
+        {"units": report.units, "sessions": report.sessions, "more_left": report.left}
     )
 
 

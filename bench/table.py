@@ -157,6 +157,16 @@ def export_large(r: Result) -> Iterator[Row]:
         )
 
 
+def restart(r: Result) -> Iterator[Row]:
+    yield (
+        f"restart with {r['units']:,} units",
+        f"{r['restart_s']} s (restore {r['restore_s']} s; empty start {r['empty_start_s']} s), "
+        f"snapshot {r['snapshot_mb']} MB, session as before: {r['same_summary']}",
+        "< 10 s",
+        _met(r["goals"]["restart_lt_10s"]),
+    )
+
+
 def generic(r: Result) -> Iterator[Row]:
     for key, value in r.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -173,6 +183,7 @@ HEADLINES: dict[str, Callable[[Result], Iterator[Row]]] = {
     "hot_items": hot_items,
     "prompts_e2e": prompts_e2e,
     "export_large": export_large,
+    "restart": restart,
 }
 
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import dataclass
 
 from chalicelib.errors import Unauthorized
 
@@ -25,16 +26,32 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_token(key: str, user: str, issued_at: float) -> str:
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user, and whether they may use the operator's routes (/admin/…)."""
+
+    user: str
+    admin: bool = False
+
+
+def issue_token(key: str, user: str, issued_at: float, *, admin: bool = False) -> str:
     if not _USER.match(user):
         raise ValueError("user names are 1–64 letters, digits, '_', '.', '@' or '-'")
-    payload = json.dumps({"sub": user, "iat": int(issued_at)}, separators=(",", ":")).encode()
+    claims: dict[str, object] = {"sub": user, "iat": int(issued_at)}
+    if admin:
+        claims["adm"] = True
+    payload = json.dumps(claims, separators=(",", ":")).encode()
     signature = hmac.new(key.encode(), payload, hashlib.sha256).digest()
     return f"{_b64(payload)}.{_b64(signature)}"
 
 
 def verify_token(key: str, token: str) -> str:
     """The user a token was issued to; Unauthorized if it is malformed or not signed with key."""
+    return verify_principal(key, token).user
+
+
+def verify_principal(key: str, token: str) -> Principal:
+    """Who a token was issued to; Unauthorized if it is malformed or not signed with key."""
     parts = token.split(".")
     if len(parts) != 2:
         raise Unauthorized("The bearer token is malformed.", code="token_malformed")
@@ -53,7 +70,7 @@ def verify_token(key: str, token: str) -> str:
         raise Unauthorized("The bearer token is malformed.", code="token_malformed") from exc
     if not isinstance(user, str) or not _USER.match(user):
         raise Unauthorized("The bearer token names no valid user.", code="token_malformed")
-    return user
+    return Principal(user, admin=claims.get("adm") is True)
 
 
 def bearer(header: str | None) -> str:

@@ -29,7 +29,7 @@ from chalicelib.fanout import claim_with_plan, send_planned
 from chalicelib.log import logger
 from chalicelib.models import SessionState, SessionStatus, UnitStatus
 from chalicelib.plans import Plan
-from chalicelib.queues import send_work, work_message
+from chalicelib.queues import DEAD_LETTERED, send_work, work_message
 from chalicelib.sessions import session_status
 from chalicelib.store import Outcome
 
@@ -125,10 +125,42 @@ def retry(services: Services[WorkSettings], view: SessionView, *, everything: bo
         raise _refuse("retried", view)
     if status in (SessionStatus.REJECTED, SessionStatus.UPLOADING):
         raise _refuse("retried", view)
-    store, now = services.store, services.clock.now()
+    return _retry_units(
+        services,
+        view,
+        _units(services, view.sid, *RETRYABLE),
+        lambda unit: everything or unit.retryable,
+    )
+
+
+def retry_dead_letters(
+    services: Services[WorkSettings], view: SessionView, units: Iterable[UnitItem]
+) -> int:
+    """An operator's redrive (chalicelib.redrive): those of `units` that still failed as dead
+    letters back to work, as a person's retry would; a cancelled session's stay as they are."""
+    if view.meta.state not in (SessionState.ACTIVE, SessionState.PAUSED):
+        return 0
+
+    def dead_lettered(unit: UnitItem) -> bool:
+        return (
+            unit.status == S.FAILED
+            and unit.error is not None
+            and unit.error.code == (DEAD_LETTERED)
+        )
+
+    return _retry_units(services, view, units, dead_lettered)
+
+
+def _retry_units(
+    services: Services[WorkSettings],
+    view: SessionView,
+    units: Iterable[UnitItem],
+    chosen: Callable[[UnitItem], bool],
+) -> int:
+    meta, store, now = view.meta, services.store, services.clock.now()
 
     def put_back(unit: UnitItem) -> UnitItem | None:
-        if unit.source is None or not (everything or unit.retryable):
+        if unit.source is None or not chosen(unit):
             return None  # failed before there was anything to read (a missing upload)
         moved = store.move(
             unit.ref, unit.status, S.PENDING, attempt=unit.attempt, now=now,
@@ -138,7 +170,7 @@ def retry(services: Services[WorkSettings], view: SessionView, *, everything: bo
 
     # The units first, then META: a session reopened before its units were pending could be
     # claimed complete again at once, by anyone checking, with nothing retried.
-    retried = _back_to_work(services, meta, _units(services, view.sid, *RETRYABLE), put_back)
+    retried = _back_to_work(services, meta, units, put_back)
     if retried and meta.done_at is not None:
         store.reopen(view.sid, now=now, recheck=now + RECHECK_S)
         # The retried units may all have finished before the reopening: their finishers saw a

@@ -37,6 +37,11 @@ class Unauthorized(ChuteError):
     default_code = "unauthorized"
 
 
+class Forbidden(ChuteError):
+    http_status = 403
+    default_code = "forbidden"
+
+
 class NotFound(ChuteError):
     http_status = 404
     default_code = "not_found"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import re
 from collections.abc import Callable
 from typing import Any, ParamSpec
 
@@ -12,9 +13,9 @@ from chalice import Response  # type: ignore[attr-defined]
 from chalice.app import Request
 from pydantic import BaseModel
 
-from chalicelib.auth import bearer, verify_token
+from chalicelib.auth import Principal, bearer, verify_principal
 from chalicelib.config import ApiSettings
-from chalicelib.errors import ChuteError, InvalidInput, Unauthorized
+from chalicelib.errors import ChuteError, Forbidden, InvalidInput, Unauthorized
 from chalicelib.log import logger
 from chalicelib.services import Services
 from chalicelib.store import StartKey
@@ -59,15 +60,33 @@ def json_body(request: Request) -> Any:
         raise InvalidInput(f"The body is not valid JSON: {exc}.", code="invalid_json") from exc
 
 
-def current_user(request: Request, services: Services[ApiSettings]) -> str:
-    """The caller: Cognito claims when API Gateway authorized the call, else a local HMAC token."""
+ADMIN_GROUP = "admin"
+
+
+def current_principal(request: Request, services: Services[ApiSettings]) -> Principal:
+    """The caller: Cognito claims when API Gateway authorized the call (an admin is in the
+    `admin` group), else a local HMAC token (`chute token NAME --admin`)."""
     claims = (request.context.get("authorizer") or {}).get("claims") or {}
     if claims.get("cognito:username"):
-        return str(claims["cognito:username"])
+        # API Gateway passes the groups as one string: "admin,users" or "[admin users]".
+        groups = re.split(r"[^\w-]+", str(claims.get("cognito:groups") or ""))
+        return Principal(str(claims["cognito:username"]), admin=ADMIN_GROUP in groups)
     key = services.settings.token_key
     if key is None:
         raise Unauthorized("This deployment has no token key configured.", code="auth_unavailable")
-    return verify_token(key.get_secret_value(), bearer(request.headers.get("authorization")))
+    return verify_principal(key.get_secret_value(), bearer(request.headers.get("authorization")))
+
+
+def current_user(request: Request, services: Services[ApiSettings]) -> str:
+    return current_principal(request, services).user
+
+
+def current_admin(request: Request, services: Services[ApiSettings]) -> str:
+    """The caller, who must be an operator; Forbidden (403) for everyone else."""
+    principal = current_principal(request, services)
+    if not principal.admin:
+        raise Forbidden("Only operators may do this.", code="admin_only")
+    return principal.user
 
 
 def query_param(request: Request, name: str) -> str | None:

@@ -22,6 +22,10 @@ SQS_BATCH = 10
 MAX_DELAY_S = 900  # SQS's largest DelaySeconds
 
 
+# The error code of a unit whose message went to a dead-letter queue (the sweeper fails it).
+DEAD_LETTERED = "dead_lettered"
+
+
 def work_queue_url(services: Services[WorkSettings], priority: int) -> str:
     settings = services.settings
     if priority >= settings.high_priority_threshold:

@@ -32,7 +32,7 @@ from chalicelib.fanout import fail_file, fan_out_object, finish_fan_out
 from chalicelib.log import log_keys, logger
 from chalicelib.models import UnitError, UnitStatus, WorkMessage
 from chalicelib.presign import parse_upload_key
-from chalicelib.queues import send_work, work_message
+from chalicelib.queues import DEAD_LETTERED, send_work, work_message
 from chalicelib.services import Services
 from chalicelib.store import Outcome
 from chalicelib.store.codec import Item
@@ -229,12 +229,16 @@ def _fail_dead_lettered_unit(
         problem = RetryableError(
             "Processing this file kept failing for reasons outside the file itself; "
             "it can be retried.",
-            code="dead_lettered",
+            code=DEAD_LETTERED,
         )
         patch = UnitPatch(error=UnitError.of(problem), retryable=True)
+        now = services.clock.now()
         moved = services.store.move(
-            ref, S.PENDING, S.FAILED, attempt=unit.attempt, now=services.clock.now(), patch=patch
+            ref, S.PENDING, S.FAILED, attempt=unit.attempt, now=now, patch=patch
         )
+        if moved is not Outcome.STALE:
+            # For `chute dlq redrive` (chalicelib.redrive), once whatever failed is fixed.
+            services.store.list_dead_letter(ref, unit.attempt, now)
         if moved is Outcome.LAST_IN_SHARD:
             complete_if_done(services, message.sid)
     _settle(services, letter)

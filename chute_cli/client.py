@@ -268,6 +268,13 @@ class ChuteClient:
             raise _storage_error(export)
         return export.content
 
+    def redrive_dead_letters(self) -> dict[str, Any]:
+        """An operator's redrive: ``{"units", "sessions", "more_left"}``."""
+        response = self._http.post(
+            f"{self.api_url}/admin/dlq/redrive", headers=self._headers(), timeout=self._timeout
+        )
+        return _json_or_raise(response)
+
 
 def _json_or_raise(response: requests.Response) -> dict[str, Any]:
     try:

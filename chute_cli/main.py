@@ -125,7 +125,13 @@ def _client(root: Path, api_url: str | None, token: str | None) -> ChuteClient:
 
 
 @app.command()
-def token(ctx: typer.Context, name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+def token(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="User name.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An operator's token (the /admin routes).")
+    ] = False,
+) -> None:
     """Print a local bearer token for NAME, signed with the local stack's key."""
     key_path = _root(ctx) / TOKEN_KEY_PATH
     try:
@@ -133,7 +139,7 @@ def token(ctx: typer.Context, name: Annotated[str, typer.Argument(help="User nam
     except FileNotFoundError:
         _fail(f"No token key at {key_path}: run `make run` first.")
     try:
-        typer.echo(issue_token(key, name, SystemClock().now()))
+        typer.echo(issue_token(key, name, SystemClock().now(), admin=admin))
     except ValueError as error:
         _fail(str(error), code=2)
 
@@ -234,6 +240,29 @@ def upload(
         console.print(progress_text(result.summary), markup=False)
     if result.finished_at is None:
         _fail(f"Session {created.session_id} did not finish within {timeout:.0f} s.")
+
+
+dlq = typer.Typer(help="Dead letters: units whose processing kept failing outside their input.")
+app.add_typer(dlq, name="dlq")
+
+
+@dlq.command("redrive")
+def dlq_redrive(
+    ctx: typer.Context, api_url: ApiUrlOption = None, token: TokenOption = None
+) -> None:
+    """Send every unit that failed as a dead letter back to work (operators only: a token from
+    `chute token NAME --admin`)."""
+    client = _client(_root(ctx), api_url, token)
+    with _reporting_api_errors():
+        report = client.redrive_dead_letters()
+    sessions = report["sessions"]
+    typer.echo(
+        f"{report['units']} unit{'s' if report['units'] != 1 else ''} back to work in "
+        f"{len(sessions)} session{'s' if len(sessions) != 1 else ''}"
+        + ("; more are left: run it again." if report["more_left"] else "."),
+        err=True,
+    )
+    typer.echo(json.dumps(report))
 
 
 @app.command()

@@ -130,6 +130,8 @@ class LocalStack:
         start_dispatcher: bool = True,
         app_module: str = "app",
         resources: Resources = LOCAL,
+        persist: bool = False,  # keep the AWS state in .chute/state/ across restarts
+        snapshot_interval_s: float = 30.0,
     ) -> None:
         self.root = root
         self.api_host = api_host
@@ -142,6 +144,11 @@ class LocalStack:
         self.app_module = app_module
         self.resources = resources
         self.state_dir = root / ".chute"
+        self.persist = persist
+        self.snapshot_interval_s = snapshot_interval_s
+        self.restored: dict[str, Any] | None = None
+        self._saver: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.info: dict[str, Any] = {}
         self.moto: MotoServerProcess | None = None
         self.model: DevModelServer | None = None
@@ -177,8 +184,9 @@ class LocalStack:
 
     def _start(self) -> dict[str, Any]:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.moto = MotoServerProcess(port=self.moto_port)
+        self.moto = MotoServerProcess(port=self.moto_port, state_path=self.snapshot_path)
         endpoint = self.moto.start()
+        self.restored = self.moto.restored
         session = boto3.Session(
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -217,9 +225,51 @@ class LocalStack:
                 self._dispatcher.start()
         self._outbox = OutboxPrinter(sqs, info["outbox_queue_url"], Path(info["outbox_path"]))
         self._outbox.start()
+        if self.restored is not None:
+            info["restored"] = self._after_restore(self.restored)
+        if self.persist:
+            self._stopping.clear()
+            self._saver = threading.Thread(target=self._save_periodically, name="snapshot")
+            self._saver.start()
         self.info = info
         _write_private(self.state_dir / "local.json", json.dumps(info, indent=2) + "\n")
         return info
+
+    @property
+    def snapshot_path(self) -> Path | None:
+        return self.state_dir / "state" / "aws.pickle" if self.persist else None
+
+    def _after_restore(self, restored: dict[str, Any]) -> dict[str, Any]:
+        """What the restart restored; after a snapshot taken while handlers ran (the stack was
+        killed), chute's recovery sends what lost messages carried (chalicelib.recovery)."""
+        if "error" in restored:
+            log.warning("the saved state could not be read (%s); starting empty", restored)
+            return restored
+        if not restored["clean"]:
+            from chalicelib.config import WorkSettings
+            from chalicelib.recovery import recover_open_sessions
+            from chalicelib.services import get_services
+
+            report = recover_open_sessions(get_services(WorkSettings))
+            restored = {**restored, "recovered": report.__dict__}
+        log.info("restored the saved state: %s", restored)
+        return restored
+
+    def _save_periodically(self) -> None:
+        while not self._stopping.wait(self.snapshot_interval_s):
+            self._save(clean=False)
+
+    def _save(self, *, clean: bool) -> None:
+        if self.moto is None:
+            return
+        try:
+            saved = self.moto.save(clean=clean)
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            saved = {"error": f"{type(exc).__name__}: {exc}"}
+        if "error" in saved:
+            log.warning("saving the stack's state failed: %s", saved["error"])
+        else:
+            log.debug("saved the stack's state: %s", saved)
 
     def _model_url(self) -> str:
         """Where prompts sessions call a model: CHUTE_MODEL_BASE_URL when set (Ollama, vLLM, a
@@ -305,7 +355,14 @@ class LocalStack:
             if self._api_thread is not None:
                 self._api_thread.join()
             self._api = self._api_thread = None
+        if self._saver is not None:
+            self._stopping.set()
+            self._saver.join()
+            self._saver = None
         if self.moto is not None:
+            if self.persist and self.info:
+                # Every handler has stopped: this snapshot is one instant, and clean.
+                self._save(clean=True)
             self.moto.stop()
             self.moto = None
         if self.model is not None:
@@ -330,9 +387,20 @@ def _banner(info: Mapping[str, Any], state_dir: Path) -> str:
             f"  dev token     {info['token']}",
             f"  details       {state_dir / 'local.json'}",
             f"  email outbox  {info['outbox_path']}",
+            _restored_line(info.get("restored")),
             "Press Ctrl-C to stop.",
         ]
     )
+
+
+def _restored_line(restored: Mapping[str, Any] | None) -> str:
+    if restored is None:
+        return "  saved state   none: starting empty"
+    if "error" in restored:
+        return f"  saved state   unreadable, starting empty (kept at {restored['kept_at']})"
+    saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(restored["saved_at"]))
+    how = "" if restored["clean"] else ", after an unclean stop: lost messages re-sent"
+    return f"  saved state   restored from {saved} in {restored['seconds']:.1f} s{how}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -348,6 +416,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--work-concurrency", type=int, default=env.get("CHUTE_WORK_CONCURRENCY", "4")
     )
     parser.add_argument("--app", default="app", help="module holding the Chalice app")
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget the saved sessions and start empty"
+    )
+    parser.add_argument(
+        "--no-persist",
+        dest="persist",
+        action="store_false",
+        default=env.get("CHUTE_PERSIST", "1") != "0",
+        help="keep nothing across restarts (CHUTE_PERSIST=0)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stack = LocalStack(
@@ -358,7 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_port=args.model_port,
         work_concurrency=args.work_concurrency,
         app_module=args.app,
+        persist=args.persist,
     )
+    if args.fresh and stack.snapshot_path is not None:
+        stack.snapshot_path.unlink(missing_ok=True)
     # SIGTERM (from a supervisor, or the CLI after its grace period) stops the stack as Ctrl-C
     # does; SIGINT is set too, since a shell starting us in the background leaves it ignored.
     previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)

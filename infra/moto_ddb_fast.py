@@ -99,6 +99,11 @@ def install() -> None:
     _PATCHES.apply()
 
 
+def requests_lock() -> contextlib.AbstractContextManager[Any]:
+    """The lock every DynamoDB request runs under: held, the table does not change."""
+    return _requests
+
+
 def uninstall() -> None:
     _PATCHES.revert()
 

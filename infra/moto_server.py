@@ -21,11 +21,13 @@ import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 
-def _serve(conn: Connection, host: str, port: int) -> None:
-    """The child: serve until told to stop or until the parent goes away."""
+def _serve(conn: Connection, host: str, port: int, state_path: str | None) -> None:
+    """The child: restore the saved state if there is one, then serve until told to stop or
+    until the parent goes away; "save" and "save-clean" write the state (infra.snapshot)."""
     # Ctrl-C reaches the whole process group; the parent decides when moto stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Imported here: only the child needs moto's server (flask, werkzeug, every backend).
@@ -38,13 +40,23 @@ def _serve(conn: Connection, host: str, port: int) -> None:
     fixes = {"sqs": moto_sqs_fast, "dynamodb": moto_ddb_fast, "routing": moto_routing_fast}
     for fix in fixes.values():
         fix.install()
+    from infra import snapshot
+
+    restored = snapshot.restore(Path(state_path)) if state_path else None
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
-    conn.send(server.get_host_and_port()[1])
+    conn.send((server.get_host_and_port()[1], restored))
     with contextlib.suppress(EOFError):  # the parent went away without saying stop
         while (request := conn.recv()) != "stop":
-            status = {name: fix.status() for name, fix in fixes.items()}
-            conn.send(status if request == "status" else None)
+            if request == "status":
+                conn.send({name: fix.status() for name, fix in fixes.items()})
+            elif request in ("save", "save-clean") and state_path:
+                try:
+                    conn.send(snapshot.save(Path(state_path), clean=request == "save-clean"))
+                except Exception as exc:  # reported to the parent, which logs it
+                    conn.send({"error": f"{type(exc).__name__}: {exc}"})
+            else:
+                conn.send(None)
     server.stop()
 
 
@@ -63,9 +75,14 @@ def _sigint_ignored() -> Iterator[None]:
 
 
 class MotoServerProcess:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, state_path: Path | None = None
+    ) -> None:
         self.host = host
         self.port = port
+        # Where moto's state is saved and restored from (infra.snapshot); None: kept in memory.
+        self.state_path = state_path
+        self.restored: dict[str, Any] | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._lock = threading.Lock()
@@ -79,7 +96,10 @@ class MotoServerProcess:
         context = multiprocessing.get_context("spawn")
         conn, child_conn = context.Pipe()
         process = context.Process(
-            target=_serve, args=(child_conn, self.host, self.port), name="moto", daemon=True
+            target=_serve,
+            args=(child_conn, self.host, self.port, str(self.state_path or "") or None),
+            name="moto",
+            daemon=True,
         )
         with _sigint_ignored():
             process.start()
@@ -89,7 +109,7 @@ class MotoServerProcess:
         if not self._conn.poll(timeout_s):
             self.stop()
             raise RuntimeError(f"moto did not start within {timeout_s:.0f} s")
-        self.port = self._conn.recv()
+        self.port, self.restored = self._conn.recv()
         while True:
             try:
                 socket.create_connection((self.host, self.port), timeout=1).close()
@@ -102,14 +122,22 @@ class MotoServerProcess:
 
     def status(self) -> dict[str, Any]:
         """What the fixes' status() say inside the child: {"sqs": …, "dynamodb": …, …}."""
+        answer: dict[str, Any] = self._ask("status", 10)
+        return answer
+
+    def save(self, *, clean: bool, timeout_s: float = 300.0) -> dict[str, Any]:
+        """Write moto's state to state_path; {"bytes", "seconds", "clean"} or {"error"}."""
+        answer: dict[str, Any] = self._ask("save-clean" if clean else "save", timeout_s)
+        return answer
+
+    def _ask(self, request: str, timeout_s: float) -> Any:
         with self._lock:
             if self._conn is None:
                 raise RuntimeError("moto is not running")
-            self._conn.send("status")
-            if not self._conn.poll(10):
+            self._conn.send(request)
+            if not self._conn.poll(timeout_s):
                 raise TimeoutError("moto did not answer")
-            answer: dict[str, Any] = self._conn.recv()
-            return answer
+            return self._conn.recv()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         with self._lock:

@@ -1,7 +1,9 @@
-"""Create the resources of `infra.resources` in an empty account, e.g. the embedded moto server."""
+"""Create the resources of `infra.resources` in an account — the embedded moto server, empty or
+restored from a snapshot (infra.snapshot): creating what exists already is a no-op."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -90,7 +92,15 @@ def provision(
     )
     sns = session.client("sns", endpoint_url=endpoint_url, config=_CONFIG)
     topic_arn = sns.create_topic(Name=resources.topic.name)["TopicArn"]
+    # Provisioning a restored stack (infra.snapshot) again must not subscribe a queue twice.
+    subscribed = {
+        s["Endpoint"]
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn)
+        for s in page["Subscriptions"]
+    }
     for subscription in resources.topic.subscriptions:
+        if arns[subscription.queue] in subscribed:
+            continue
         attributes = {}
         if subscription.filter_policy:
             policy = {name: list(values) for name, values in subscription.filter_policy.items()}
@@ -106,7 +116,9 @@ def provision(
 
 def _provision_bucket(s3: S3Client, resources: Resources, arns: dict[str, str]) -> None:
     bucket = resources.bucket
-    s3.create_bucket(Bucket=bucket.name)
+    # A restored stack's bucket exists (infra.snapshot): its settings are put again below.
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket.name)
     if bucket.cors:
         rules: list[CORSRuleTypeDef] = [
             {
@@ -158,7 +170,10 @@ def _provision_table(ddb: DynamoDBClient, resources: Resources) -> None:
     }
     if indexes:
         request["GlobalSecondaryIndexes"] = indexes
-    ddb.create_table(**request)
+    try:
+        ddb.create_table(**request)
+    except ddb.exceptions.ResourceInUseException:
+        return  # a restored stack's (infra.snapshot)
     if table.ttl_attribute:
         ddb.update_time_to_live(
             TableName=table.name,

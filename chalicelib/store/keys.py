@@ -25,6 +25,7 @@ class DueList(StrEnum):
     FANOUT = "FANOUT"  # declared files claimed by a fan-out whose work was not yet all sent
     LEASE = "LEASE"  # running units, by lease expiry
     RETRY = "RETRY"  # units requeued for another attempt, by when its message is overdue
+    DEAD = "DEAD"  # units failed as dead letters, until an operator re-drives them (redrive)
 
 
 def index_key(when: float, *parts: str) -> str:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from chalicelib.models import UnitStatus
 from chalicelib.store.items import DeclaredFile, NotificationItem, SessionMeta, UnitItem
-from chalicelib.store.keys import DueList, declared_file_key, index_key, meta_key
+from chalicelib.store.keys import (
+    DueList,
+    UnitRef,
+    declared_file_key,
+    index_key,
+    meta_key,
+    unit_sk,
+)
 from chalicelib.store.table import Table
 
 
@@ -64,6 +72,21 @@ class Writes:
             "SET #GSI2SK = :when",
             condition="#GSI2PK = :list",
             values={":when": index_key(when, *parts), ":list": due_list.value},
+        )
+
+    def list_dead_letter(self, ref: UnitRef, attempt: int, when: float) -> bool:
+        """List a unit that failed as a dead letter for an operator's redrive, unless it has
+        moved on since (a person retried it)."""
+        return self._table.update(
+            ref.key,
+            "SET #GSI2PK = :dead, #GSI2SK = :when",
+            condition="#status = :failed AND #attempt = :attempt",
+            values={
+                ":dead": DueList.DEAD.value,
+                ":when": index_key(when, ref.sid, unit_sk(ref.file, ref.index)),
+                ":failed": UnitStatus.FAILED.value,
+                ":attempt": attempt,
+            },
         )
 
     def leave_list(self, key: Mapping[str, str], due_list: DueList) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from chalicelib.auth import bearer, issue_token, verify_token
+from chalicelib.auth import Principal, bearer, issue_token, verify_principal, verify_token
 from chalicelib.errors import Unauthorized
+from chalicelib.http import current_principal
 
 
 def test_a_token_verifies_to_the_user_it_was_issued_to() -> None:
@@ -48,3 +51,26 @@ def test_a_missing_or_non_bearer_header_is_refused(header: str | None) -> None:
 def test_user_names_are_restricted_to_a_safe_alphabet() -> None:
     with pytest.raises(ValueError, match="user names"):
         issue_token("key-1", "bad/name", 1000.0)
+
+
+def test_only_a_token_issued_as_an_operators_says_so() -> None:
+    assert verify_principal("key", issue_token("key", "ops", 0, admin=True)) == Principal(
+        "ops", admin=True
+    )
+    assert verify_principal("key", issue_token("key", "alice", 0)) == Principal("alice")
+
+
+@pytest.mark.parametrize(
+    ("groups", "admin"),
+    [("admin", True), ("users,admin", True), ("[users admin]", True), ("administrators", False),
+     (None, False)],
+)  # fmt: skip
+def test_a_cognito_user_is_an_operator_when_in_the_admin_group(
+    groups: str | None, admin: bool
+) -> None:
+    claims = {"cognito:username": "ops", **({"cognito:groups": groups} if groups else {})}
+    request = SimpleNamespace(context={"authorizer": {"claims": claims}}, headers={})
+
+    principal = current_principal(request, services=None)  # type: ignore[arg-type]
+
+    assert principal == Principal("ops", admin=admin)

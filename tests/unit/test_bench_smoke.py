@@ -405,3 +405,11 @@ def test_export_large_exports_every_unit_and_memory_does_not_follow_their_number
     assert 300_000 < large[0]["bytes"] < 600_000
     assert all(e["rss_over_imports_mb"] < 64 for e in large)
     assert result["goals"] == {"400_units_exported": True, "memory_constant_in_units": True}
+
+
+def test_restart_restores_a_session_exactly_and_starts_within_the_goal() -> None:
+    result = run_bench_process("restart", "--units", "50")
+
+    assert (result["units"], result["same_summary"], result["units_listed"]) == (50, True, 5)
+    assert result["snapshot_mb"] > 0
+    assert result["goals"] == {"restart_lt_10s": True}

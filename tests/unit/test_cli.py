@@ -16,7 +16,7 @@ from requests.adapters import HTTPAdapter
 from typer.testing import CliRunner
 from urllib3 import HTTPResponse
 
-from chalicelib.auth import verify_token
+from chalicelib.auth import Principal, verify_principal, verify_token
 from chalicelib.models import FileSpec, UploadTicket
 from chute_cli.client import ApiError, ChuteClient, MultipartUpload, load_local_config
 from chute_cli.main import app, run_demo_session, upload_zip, watch_session
@@ -125,6 +125,12 @@ def test_token_prints_a_token_signed_with_the_local_key(root: Path) -> None:
     result = CliRunner().invoke(app, ["--root", str(root), "token", "alice"])
     assert result.exit_code == 0, result.output
     assert verify_token(KEY, result.stdout.strip()) == "alice"
+
+
+def test_token_admin_prints_an_operators_token(root: Path) -> None:
+    result = CliRunner().invoke(app, ["--root", str(root), "token", "ops", "--admin"])
+    assert result.exit_code == 0, result.output
+    assert verify_principal(KEY, result.stdout.strip()) == Principal("ops", admin=True)
 
 
 def test_token_root_can_come_from_the_environment(root: Path) -> None:
