@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
+from chalicelib import control
 from chalicelib.budget import NOTIFY_CLAIM_S, RECHECK_S, STUCK_GRACE_S
 from chalicelib.completion import after_completion, complete_if_done
 from chalicelib.config import SweeperSettings
 from chalicelib.errors import PermanentError, RetryableError
 from chalicelib.fanout import fail_file, fan_out_object, finish_fan_out
 from chalicelib.log import log_keys, logger
-from chalicelib.models import UnitError, UnitStatus, WorkMessage
+from chalicelib.models import SessionState, UnitError, UnitStatus, WorkMessage
 from chalicelib.presign import parse_upload_key
 from chalicelib.queues import DEAD_LETTERED, send_work, work_message
 from chalicelib.services import Services
@@ -56,6 +57,7 @@ class SweepReport:
     dead_letters: int = 0
     upload_dead_letters: int = 0
     notifications_sent: int = 0
+    controls_finished: int = 0
     errors: int = 0
     jobs_failed: list[str] = field(default_factory=list)
 
@@ -120,10 +122,33 @@ def _open_session(services: Services[SweeperSettings], item: Item, report: Sweep
             for declared in services.store.declared_files(meta.sid):
                 if declared.fanned_out_at is None and fail_file(services, meta, declared, missing):
                     report.uploads_expired += 1
+        report.controls_finished += _finish_control(services, meta)
         if complete_if_done(services, meta.sid):
             report.sessions_completed += 1
             return
         services.store.reschedule(meta_key(meta.sid), DueList.OPEN, now + RECHECK_S, meta.sid)
+
+
+def _finish_control(services: Services[SweeperSettings], meta: SessionMeta) -> int:
+    """Finish a cancel or a resume whose request stopped half-way (an API timeout on a large
+    session): a cancelling session's waiting units are cancelled, a resumed session's parked
+    units put back. Each is the control itself, run again: idempotent. 1 when there was any."""
+    if meta.state not in (SessionState.CANCELLING, SessionState.ACTIVE):
+        return 0
+    view = services.store.load_session(meta.sid, consistent=True)
+    if view is None or view.meta.done_at is not None:
+        return 0
+    if meta.state == SessionState.CANCELLING:
+        if view.count(S.PENDING) + view.count(S.PAUSED) == 0 and not view.meta.files_pending:
+            return 0
+        logger.warning("finishing an interrupted cancel")
+        control.cancel(services, view)
+        return 1
+    if view.count(S.PAUSED) == 0:
+        return 0
+    logger.warning("finishing an interrupted resume")
+    control.unpark(services, view.meta)
+    return 1
 
 
 def _finish_fan_out(services: Services[SweeperSettings], item: Item, report: SweepReport) -> None:

@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 import requests
 
+from chalicelib.clock import FakeClock
 from chalicelib.completion import complete_if_done
 from chalicelib.models import SessionState
 from chalicelib.models import UnitStatus as S
 from chalicelib.store import Outcome
 from chalicelib.store.items import UnitPatch
 from chalicelib.store.keys import UnitRef
+from chalicelib.sweeper import sweep
+from tests.faults.inject import Injected, fail_calls
 from tests.integration.conftest import Stack
 from tests.integration.test_prompts import post_session
 
@@ -340,4 +343,67 @@ def test_a_session_whose_last_unit_finished_while_paused_completes_on_resume(
     _, summary = control(stack, sid, "resume")
 
     assert summary["status"] == "completed"
+    assert len(stack.emails()) == 1
+
+
+def fail_the_third_transaction(stack: Stack) -> Injected:
+    """The control's request dies half-way (on AWS: API Gateway's 29 s on a large session)."""
+    seen = iter(range(1_000))
+    return fail_calls(
+        stack.stack.services.ddb,
+        "before-call.dynamodb.TransactWriteItems",
+        when=lambda _params: next(seen) == 2,
+    )
+
+
+def test_a_cancel_whose_request_died_half_way_is_finished_by_the_sweeper(
+    stack: Stack, clock: FakeClock
+) -> None:
+    sid = prompts_session(stack, 6)
+    control(stack, sid, "pause")
+    stack.run_until_idle()
+    died = fail_the_third_transaction(stack)
+
+    status, body = control(stack, sid, "cancel")
+
+    assert (died.count, status, body["error"]["code"]) == (1, 500, "internal_error")
+    _, summary = stack.get(f"/sessions/{sid}")
+    # One unit per counter shard here: a unit's cancel is two transactions (see
+    # Transitions.move), so the third fails the second unit.
+    assert (summary["status"], counts(stack, sid)) == ("cancelling", {"cancelled": 1, "paused": 5})
+
+    clock.advance(3600)
+    report = sweep(stack.stack.services)
+
+    assert report.controls_finished == 1
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], counts(stack, sid)) == ("cancelled", {"cancelled": 6})
+    assert [e["MessageAttributes"]["event"]["Value"] for e in stack.emails()] == [
+        "session.cancelled"
+    ]
+
+
+def test_a_resume_whose_request_died_half_way_is_finished_by_the_sweeper(
+    stack: Stack, clock: FakeClock
+) -> None:
+    sid = prompts_session(stack, 6)
+    control(stack, sid, "pause")
+    stack.run_until_idle()
+    fail_the_third_transaction(stack)
+
+    status, _ = control(stack, sid, "resume")
+    stack.run_until_idle()
+
+    # Two units were put back before the request died, their messages not yet sent: they are
+    # listed for the sweeper, which sends them once overdue.
+    assert status == 500
+    assert counts(stack, sid) == {"pending": 2, "paused": 4}
+
+    clock.advance(3600)
+    report = sweep(stack.stack.services)
+    stack.run_until_idle()
+
+    assert (report.controls_finished, report.retries_resent) == (1, 2)
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], counts(stack, sid)) == ("completed", {"completed": 6})
     assert len(stack.emails()) == 1
