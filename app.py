@@ -11,6 +11,7 @@ from chalice.app import CloudWatchEvent, Request
 from chalicelib import control, fanout, sessions, web
 from chalicelib.config import ApiSettings, ControlSettings, SweeperSettings, WorkSettings
 from chalicelib.http import (
+    answer_other_methods,
     current_admin,
     current_user,
     encode_cursor,
@@ -170,6 +171,10 @@ def redrive_dead_letters() -> Response:
     return json_response(
         {"units": report.units, "sessions": report.sessions, "more_left": report.left}
     )
+
+
+# After every route: the methods a path does not serve answer chute's 405.
+answer_other_methods(app)
 
 
 @app.lambda_function(name="on_upload")

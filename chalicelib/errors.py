@@ -47,6 +47,11 @@ class NotFound(ChuteError):
     default_code = "not_found"
 
 
+class MethodNotAllowed(ChuteError):
+    http_status = 405
+    default_code = "method_not_allowed"
+
+
 class Conflict(ChuteError):
     http_status = 409
     default_code = "conflict"

@@ -15,7 +15,13 @@ from pydantic import BaseModel
 
 from chalicelib.auth import Principal, bearer, verify_principal
 from chalicelib.config import ApiSettings
-from chalicelib.errors import ChuteError, Forbidden, InvalidInput, Unauthorized
+from chalicelib.errors import (
+    ChuteError,
+    Forbidden,
+    InvalidInput,
+    MethodNotAllowed,
+    Unauthorized,
+)
 from chalicelib.log import logger
 from chalicelib.services import Services
 from chalicelib.store import StartKey
@@ -126,3 +132,30 @@ def query_cursor(request: Request) -> StartKey | None:
         raise InvalidInput(
             "The cursor is not one this API gave out.", code="invalid_cursor"
         ) from exc
+
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def answer_other_methods(app: Any) -> None:
+    """Give every path a view for the methods it does not serve: chute's 405 with an Allow
+    header, rather than Chalice's own error shape (or, deployed, API Gateway's 403 for a
+    method a resource lacks). Call once every route is registered."""
+    for path, views in list(app.routes.items()):
+        allowed = ", ".join(sorted(views))
+
+        def not_allowed(allowed: str = allowed, **_params: str) -> Response:
+            method = app.current_request.method
+            error = MethodNotAllowed(
+                f"{method} is not allowed here; use {allowed}.",
+                code="method_not_allowed",
+                details={"allowed": allowed.split(", ")},
+            )
+            return json_response(error.to_body(), error.http_status, {"Allow": allowed})
+
+        missing = [m for m in METHODS if m not in views]
+        if missing:
+            name = "not_allowed_" + "".join(c if c.isalnum() else "_" for c in path)
+            # Chalice wants every view of a path to share its CORS configuration.
+            cors = next(iter(views.values())).cors
+            app.route(path, methods=missing, name=name, cors=cors)(not_allowed)

@@ -33,6 +33,7 @@ from chalicelib.auth import issue_token
 from chalicelib.budget import UPLOAD_TIMEOUT_S, WORKER_TIMEOUT_S
 from chalicelib.services import set_services
 from infra.dispatcher import Dispatcher, Route
+from infra.localapi import ChuteRequestHandler
 from infra.model_server import DevModelServer
 from infra.moto_server import MotoServerProcess
 from infra.outbox import OutboxPrinter
@@ -326,9 +327,12 @@ class LocalStack:
         )
         # create_local_server rebases the app's class onto LocalChalice; a second stack in the
         # same process (tests) must not do that again to the same app object.
-        make = LocalDevServer if isinstance(app.app, LocalChalice) else create_local_server
+        if not isinstance(app.app, LocalChalice):
+            create_local_server(app.app, config, self.api_host, 0).server.server_close()
         try:
-            self._api = make(app.app, config, self.api_host, self.api_port)
+            self._api = LocalDevServer(
+                app.app, config, self.api_host, self.api_port, handler_cls=ChuteRequestHandler
+            )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUse(self.api_port, "CHUTE_API_PORT") from exc
