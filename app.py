@@ -9,6 +9,7 @@ from chalice import Chalice, Rate, Response  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Request
 
 from chalicelib import control, fanout, sessions, web
+from chalicelib.bodies import parse_body
 from chalicelib.config import ApiSettings, ControlSettings, SweeperSettings, WorkSettings
 from chalicelib.http import (
     answer_other_methods,
@@ -22,6 +23,7 @@ from chalicelib.http import (
     query_limit,
     query_param,
 )
+from chalicelib.models import Preferences
 from chalicelib.queues import batch_concurrency, run_batch
 from chalicelib.redrive import redrive
 from chalicelib.services import Services, get_services
@@ -158,6 +160,49 @@ def retry_session(sid: str) -> Response:
     everything = query_param(_request(), "all") in ("true", "1")
     return _control(
         sid, lambda services, view: control.retry(services, view, everything=everything)
+    )
+
+
+@app.route("/me/preferences", methods=["GET"], cors=True)
+@handles_errors
+def get_preferences() -> Response:
+    services = get_services(ApiSettings)
+    user = current_user(_request(), services)
+    return json_response(services.store.get_preferences(user))
+
+
+@app.route("/me/preferences", methods=["PUT"], cors=True)
+@handles_errors
+def put_preferences() -> Response:
+    services, request = get_services(ApiSettings), _request()
+    user = current_user(request, services)
+    preferences = parse_body(
+        Preferences,
+        json_body(request),
+        code="invalid_preferences",
+        what="The preferences",
+        shape='{"email": [events], "in_app": [events]}',
+    )
+    services.store.put_preferences(user, preferences)
+    return json_response(preferences)
+
+
+@app.route("/me/notifications", methods=["GET"], cors=True)
+@handles_errors
+def list_notifications() -> Response:
+    services, request = get_services(ApiSettings), _request()
+    user = current_user(request, services)
+    items, last = services.store.list_notifications(
+        user, limit=query_limit(request, default=50, maximum=200), start=query_cursor(request)
+    )
+    return json_response(
+        {
+            "items": [
+                i.model_dump(include={"session_id", "event", "subject", "message", "created_at"})
+                for i in items
+            ],
+            "next_cursor": encode_cursor(last),
+        }
     )
 
 

@@ -76,7 +76,7 @@ def start_follow_up(services: Services[WorkSettings], view: SessionView) -> str 
         job_type=follow_up,
         priority=meta.priority,
         options={},
-        notify_on_complete=meta.notify_on_complete,
+        notify=meta.notify,
         files_total=1,
         files_pending=1,
         created_at=now,

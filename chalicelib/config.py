@@ -61,6 +61,8 @@ class WorkSettings(ModelSettings):
     progress_interval_s: float = Field(default=2.0, ge=0)
     high_priority_threshold: int = Field(default=7, ge=1, le=10)
     max_units_per_file: int = Field(default=10_000, ge=1)
+    # Where people open the page (links in emails); locally the stack's API URL.
+    public_url: str | None = None
 
 
 class SweeperSettings(WorkSettings):

@@ -28,6 +28,7 @@ from chalicelib.errors import Conflict
 from chalicelib.fanout import claim_with_plan, send_planned
 from chalicelib.log import logger
 from chalicelib.models import SessionState, SessionStatus, UnitStatus
+from chalicelib.notify import announce_auto_pause
 from chalicelib.plans import Plan
 from chalicelib.queues import DEAD_LETTERED, send_work, work_message
 from chalicelib.sessions import session_status
@@ -195,6 +196,7 @@ def auto_pause_if_failing(services: Services[WorkSettings], sid: str, rule: Auto
         return False
     paused = services.store.auto_pause(sid, now=services.clock.now(), reason=FAILURE_RATE)
     if paused:
+        announce_auto_pause(services, view)
         logger.warning(
             "session paused itself: too many failures",
             extra={"session_id": sid, "failed": failed, "finished": view.finished},

@@ -21,7 +21,8 @@ from chalicelib.completion import complete_if_done
 from chalicelib.config import WorkSettings
 from chalicelib.errors import PermanentError
 from chalicelib.log import log_keys, logger
-from chalicelib.models import PromptOptions, SessionState, UnitStatus
+from chalicelib.models import Event, PromptOptions, SessionState, UnitStatus
+from chalicelib.notify import announce_started
 from chalicelib.plans import Plan, load_plan, save_plan
 from chalicelib.presign import parse_upload_key
 from chalicelib.queues import send_work, work_message
@@ -106,6 +107,8 @@ def send_planned(
     send_work(services, waiting, priority=meta.priority)
     services.store.mark_file_sent(meta.sid, file)
     logger.info("fanned out", extra={"units": len(plan.units), "queued": len(waiting)})
+    if waiting and Event.STARTED.value not in meta.event_claims:
+        announce_started(services, meta, len(plan.units))
     complete_if_done(services, meta.sid)
 
 

@@ -84,8 +84,62 @@ class FileSpec(StrictModel):
         return value
 
 
+class Event(StrEnum):
+    """What a session tells its owner about (DESIGN §7)."""
+
+    STARTED = "session.started"
+    MILESTONE_25 = "session.milestone_25"
+    MILESTONE_50 = "session.milestone_50"
+    MILESTONE_75 = "session.milestone_75"
+    COMPLETED = "session.completed"
+    COMPLETED_WITH_ERRORS = "session.completed_with_errors"
+    FAILED = "session.failed"
+    CANCELLED = "session.cancelled"
+    REJECTED = "session.rejected"
+    PAUSED = "session.paused"  # paused by itself (auto-pause): a person's own pause is not news
+
+
+TERMINAL_EVENTS = (
+    Event.COMPLETED,
+    Event.COMPLETED_WITH_ERRORS,
+    Event.FAILED,
+    Event.CANCELLED,
+    Event.REJECTED,
+)
+MILESTONES = ((25, Event.MILESTONE_25), (50, Event.MILESTONE_50), (75, Event.MILESTONE_75))
+
+
+class Preferences(StrictModel):
+    """Which events reach a person by which channel: `GET/PUT /me/preferences`. By default an
+    email when a session ends, and every event in the page's notification list."""
+
+    email: list[Event] = Field(default_factory=lambda: list(TERMINAL_EVENTS))
+    in_app: list[Event] = Field(default_factory=lambda: list(Event))
+
+    @field_validator("email", "in_app")
+    @classmethod
+    def _once_each_in_order(cls, events: list[Event]) -> list[Event]:
+        return [e for e in Event if e in events]
+
+
 class NotifyOptions(StrictModel):
-    on_complete: bool = True
+    """A session's own choice over the owner's preferences (each list replaces theirs)."""
+
+    on_complete: bool = True  # False: no email and no in-app entry when it ends
+    email: list[Event] | None = None
+    in_app: list[Event] | None = None
+
+    def applied_to(self, preferences: Preferences) -> Preferences:
+        chosen = Preferences(
+            email=preferences.email if self.email is None else self.email,
+            in_app=preferences.in_app if self.in_app is None else self.in_app,
+        )
+        if not self.on_complete:
+            chosen = Preferences(
+                email=[e for e in chosen.email if e not in TERMINAL_EVENTS],
+                in_app=[e for e in chosen.in_app if e not in TERMINAL_EVENTS],
+            )
+        return chosen
 
 
 class PromptOptions(StrictModel):

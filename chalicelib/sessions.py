@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from chalicelib.batch import MAX_BATCH_BYTES, rows_from_prompts, rows_from_text, rows_jsonl
+from chalicelib.bodies import parse_body
 from chalicelib.config import ApiSettings
 from chalicelib.errors import InvalidInput, NotFound
 from chalicelib.filetypes import (
@@ -43,24 +42,13 @@ JSONL_TYPE = "application/x-ndjson"
 
 
 def parse_manifest(body: Any) -> CreateSessionRequest:
-    if not isinstance(body, dict):
-        raise InvalidInput(
-            'Send a JSON object: {"files": [{"name", "size", "content_type"}]}.',
-            code="invalid_manifest",
-        )
-    try:
-        return CreateSessionRequest.model_validate(body)
-    except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
-        first = problems[0]
-        raise InvalidInput(
-            f"The manifest is not valid: {first['field']}: {first['problem']}.",
-            code="invalid_manifest",
-            details={"problems": problems},
-        ) from exc
+    return parse_body(
+        CreateSessionRequest,
+        body,
+        code="invalid_manifest",
+        what="The manifest",
+        shape='{"files": [{"name", "size", "content_type"}]}',
+    )
 
 
 def check_limits(request: CreateSessionRequest, services: Services[ApiSettings]) -> None:
@@ -182,7 +170,7 @@ def create_session(services: Services[ApiSettings], owner: str, body: Any) -> Cr
             if request.job_type == "prompts"
             else {}
         ),
-        notify_on_complete=request.notify.on_complete,
+        notify=request.notify.applied_to(services.store.get_preferences(owner)),
         files_total=len(files),
         files_pending=len(files),
         created_at=now,

@@ -22,6 +22,7 @@ from chalicelib.errors import ChuteError, PermanentError, RetryableError, UnitSk
 from chalicelib.jobs import JobType, UnknownJobType
 from chalicelib.log import log_keys, logger
 from chalicelib.models import SessionState, UnitError, UnitStatus, WorkMessage
+from chalicelib.notify import announce_milestones
 from chalicelib.processors import ProcessorOutput, registry
 from chalicelib.processors.base import DEFAULT_SPANS
 from chalicelib.queues import MAX_DELAY_S, backoff_s, send_work
@@ -58,6 +59,17 @@ class SessionStates:
             return seen[0]
 
 
+# How many of a session's units, spread over it, look at its progress for the 25/50/75 %
+# milestones when they finish: a few reads per session whatever its size, each milestone told
+# within about 1/MILESTONE_LOOKS of the session after it is passed.
+MILESTONE_LOOKS = 20
+
+
+def looks_at_milestones(ref: UnitRef, total: int) -> bool:
+    step = max(1, total // MILESTONE_LOOKS)
+    return (ref.file * 100_003 + ref.index) % step == 0
+
+
 def process_message(
     services: Services[WorkSettings],
     body: str,
@@ -76,11 +88,17 @@ def process_message(
             send_work(services, [message], priority=message.priority)
             logger.info("handed back: the invocation is about to end", extra={"left_s": left_s})
             return
-        worker = Worker(
-            services, message, invocation_end=now + left_s, states=states or SessionStates(services)
-        )
-        if worker.run() is Outcome.LAST_IN_SHARD:
-            complete_if_done(services, message.sid)
+        states = states or SessionStates(services)
+        worker = Worker(services, message, invocation_end=now + left_s, states=states)
+        outcome = worker.run()
+        if outcome is Outcome.LAST_IN_SHARD and complete_if_done(services, message.sid):
+            return
+        if outcome is not Outcome.STALE:
+            meta = states.meta(message.sid)  # read for the claim a moment ago: no new read
+            if meta is not None and looks_at_milestones(ref, meta.total):
+                view = services.store.load_session(message.sid)
+                if view is not None:
+                    announce_milestones(services, view)
 
 
 class Worker:

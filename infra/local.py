@@ -216,6 +216,8 @@ class LocalStack:
             app = importlib.import_module(self.app_module)
             if self.start_api:
                 info["api_url"] = self._serve_api(app)
+                # Links in emails open the page this stack serves.
+                self._set_env({"CHUTE_PUBLIC_URL": info["api_url"]})
             if self.start_dispatcher:
                 self._dispatcher = Dispatcher(
                     sqs,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from chalicelib.budget import UPLOADS_VISIBILITY_S, WORK_VISIBILITY_S
+from chalicelib.models import Event
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.literals import EventType
@@ -128,10 +129,9 @@ def define(*, prefix: str = "chute", bucket: str = "chute-local") -> Resources:
         topic=TopicSpec(
             f"{prefix}-events",
             subscriptions=(
-                SubscriptionSpec(
-                    outbox.name,
-                    {"event": ("session.completed", "session.failed", "session.cancelled")},
-                ),
+                # chute publishes an email only for the events a session's owner wants by
+                # email; on AWS each person's subscription also filters on their user_id.
+                SubscriptionSpec(outbox.name, {"event": tuple(e.value for e in Event)}),
             ),
         ),
     )

@@ -15,6 +15,8 @@ from pydantic import ConfigDict, Field
 from chalicelib.modelbase import Model
 from chalicelib.models import (
     TERMINAL_UNIT_STATUSES,
+    Event,
+    Preferences,
     SessionState,
     UnitError,
     UnitStatus,
@@ -23,6 +25,7 @@ from chalicelib.sources import UnitSource
 from chalicelib.store.codec import Item
 from chalicelib.store.keys import (
     META_SK,
+    PREFS_SK,
     DueList,
     UnitRef,
     declared_file_key,
@@ -51,7 +54,9 @@ class SessionMeta(Model):
     job_type: str
     priority: int
     options: dict[str, Any] = Field(default_factory=dict)
-    notify_on_complete: bool = True
+    # Which events reach the owner by which channel: their preferences when the session was
+    # created, with the session's own choice applied (DESIGN §7).
+    notify: Preferences = Field(default_factory=Preferences)
     state: SessionState = SessionState.ACTIVE
     # Why a paused session paused: "requested" (the person) or "failure_rate" (auto-pause).
     pause_reason: str | None = None
@@ -253,6 +258,16 @@ class UnitPatch(Model):
         return [k for k in sorted(self.model_fields_set) if getattr(self, k) is None]
 
 
+class PreferencesItem(Model):
+    """A person's notification preferences (DESIGN §7): `U#{owner}`, `PREFS`."""
+
+    owner: str
+    preferences: Preferences
+
+    def to_item(self) -> Item:
+        return {"PK": user_pk(self.owner), "SK": PREFS_SK, **self.model_dump(mode="json")}
+
+
 class NotificationItem(Model):
     """One in-app notification. Its key is fixed by the completion it tells of, so a re-send
     overwrites the same item instead of adding another."""
@@ -266,5 +281,7 @@ class NotificationItem(Model):
     expires_at: int
 
     def to_item(self) -> Item:
-        sk = f"N#{int(self.created_at * 1000):014d}#{self.session_id}#{self.event}"
+        # Events of one instant sort in the order they happen (started before completed).
+        rank = next((i for i, e in enumerate(Event) if e.value == self.event), 99)
+        sk = f"N#{int(self.created_at * 1000):014d}#{self.session_id}#{rank:02d}#{self.event}"
         return {"PK": user_pk(self.owner), "SK": sk, **self.model_dump()}

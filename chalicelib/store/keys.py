@@ -15,6 +15,7 @@ from enum import StrEnum
 
 COUNTER_SHARDS = 16
 META_SK = "META"
+PREFS_SK = "PREFS"
 
 
 class DueList(StrEnum):

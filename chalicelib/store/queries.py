@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from chalicelib.models import UnitStatus
+from chalicelib.models import Preferences, UnitStatus
 from chalicelib.store.codec import Item, names_in, serialize
-from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
+from chalicelib.store.items import (
+    DeclaredFile,
+    NotificationItem,
+    PreferencesItem,
+    SessionMeta,
+    SessionView,
+    UnitItem,
+)
 from chalicelib.store.keys import (
+    PREFS_SK,
     DueList,
     UnitRef,
     declared_file_key,
@@ -118,3 +126,23 @@ class Queries:
                 {":list": due_list.value, ":before": index_key(before)}
             ),
         )
+
+    def get_preferences(self, owner: str) -> Preferences:
+        """A person's notification preferences; the defaults until they set any."""
+        item = self._table.get({"PK": user_pk(owner), "SK": PREFS_SK}, consistent=False)
+        return PreferencesItem.model_validate(item).preferences if item else Preferences()
+
+    def list_notifications(
+        self, owner: str, *, limit: int, start: StartKey | None
+    ) -> tuple[list[NotificationItem], StartKey | None]:
+        """A person's in-app notifications, newest first."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :n)",
+            "ExpressionAttributeValues": serialize({":pk": user_pk(owner), ":n": "N#"}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        items, last = self._table.query(**kwargs)
+        return [NotificationItem.model_validate(i) for i in items], last

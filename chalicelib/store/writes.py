@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from chalicelib.models import UnitStatus
-from chalicelib.store.items import DeclaredFile, NotificationItem, SessionMeta, UnitItem
+from chalicelib.models import Preferences, UnitStatus
+from chalicelib.store.items import (
+    DeclaredFile,
+    NotificationItem,
+    PreferencesItem,
+    SessionMeta,
+    UnitItem,
+)
 from chalicelib.store.keys import (
     DueList,
     UnitRef,
@@ -62,6 +68,9 @@ class Writes:
 
     def put_notification(self, notification: NotificationItem) -> None:
         self._table.put(notification.to_item())
+
+    def put_preferences(self, owner: str, preferences: Preferences) -> None:
+        self._table.put(PreferencesItem(owner=owner, preferences=preferences).to_item())
 
     def reschedule(
         self, key: Mapping[str, str], due_list: DueList, when: float, *parts: str

@@ -137,7 +137,7 @@ def test_a_bad_batch_file_rejects_the_session_with_no_unit_and_one_email(stack: 
     assert summary["error"]["code"] == "not_a_batch_file"
     assert units(stack, sid) == []
     (email,) = stack.emails()
-    assert email["MessageAttributes"]["event"]["Value"] == "session.failed"
+    assert email["MessageAttributes"]["event"]["Value"] == "session.rejected"
     assert "was rejected" in email["Message"]
 
 

@@ -89,7 +89,9 @@ def fan_out_requests(units: int) -> Counter[str]:
             # The unit items, once: the units just written are sent without reading them back.
             "dynamodb.BatchWriteItem": math.ceil(units / 25),
             "dynamodb.Query": 1,  # complete_if_done's load_session
-            "dynamodb.UpdateItem": 1,  # mark_file_sent
+            # mark_file_sent; the session.started event's claim and record
+            "dynamodb.UpdateItem": 3,
+            "dynamodb.PutItem": 1,  # session.started in the in-app list
             "sqs.SendMessageBatch": math.ceil(units / 10),
         }
     )
@@ -104,13 +106,15 @@ def worker_requests(units: int) -> Counter[str]:
             # Claim and finish per unit; a shard's last unit first tries the finish on the
             # condition "not the last" (cancelled), then unconditionally; claim_completion.
             "dynamodb.TransactWriteItems": 2 * units + shards + 1,
-            # complete_if_done after each shard's last unit; notify_completion's load_session.
-            "dynamodb.Query": shards + 1,
+            # complete_if_done after each shard's last unit; after_completion's load_session;
+            # a milestone look after every other finish (under 20 units, every unit looks).
+            "dynamodb.Query": shards + 1 + units - 1,
             # The session's state before each claim: read once a second per invocation, so
             # between 1 (a batch within a second) and `units` reads (see state_reads).
             "dynamodb.GetItem": units,
-            "dynamodb.UpdateItem": 2,  # claim_event, record_event_sent
-            "dynamodb.PutItem": 1,  # the notification item
+            # Claim and record of the 25/50/75 % milestones and of the ending.
+            "dynamodb.UpdateItem": 2 * 4,
+            "dynamodb.PutItem": 4,  # their in-app notification items
             "s3.GetObject": units,  # each member, one ranged GET
             "s3.PutObject": units,  # each result
             "sns.Publish": 1,
@@ -159,28 +163,36 @@ def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_re
         "wcu_cancelled_transactions_estimate": 2 * shards,
     }
 
-    # Reads, one 4 KB block each, strongly consistent: a Query of the META partition, and per
-    # unit a GetItem of META (the session's state: a paused session parks the unit).
+    # Reads, one 4 KB block each: Queries of the META partition, strongly consistent for the
+    # completion and eventually consistent (half a unit) for the milestone looks, and per unit
+    # a GetItem of META (the session's state: a paused session parks the unit).
     by_operation = workers["by_operation"]
-    assert workers["rcu"] == by_operation["Query"]["requests"] + by_operation["GetItem"]["requests"]
+    looks = (units - 1) / units
+    consistent = by_operation["Query"]["requests"] - looks
+    assert workers["rcu"] == pytest.approx(
+        consistent + looks / 2 + by_operation["GetItem"]["requests"], abs=0.002
+    )
     # The state is read once a second per invocation: fewer reads than units when they are quick.
     state_reads = by_operation["GetItem"]["requests"]
     assert 0 < state_reads <= 1.0
     # Writes. Unit items (~0.8 KB), shards, META and the notification are each under 1 KB: the
     # workers write 4 units per claim and 4 per finish (unit + shard, doubled in a
-    # transaction), 2 x (META + 16 shard checks) to claim completion, 1 notification item and
-    # 2 META updates.
-    worker_wcu = 8 * units + 2 * (1 + COUNTER_SHARDS) + 1 + 2
+    # transaction), 2 x (META + 16 shard checks) to claim completion, and for each of the
+    # ending and the three milestones 1 notification item and 2 META updates.
+    worker_wcu = 8 * units + 2 * (1 + COUNTER_SHARDS) + 4 * (1 + 2)
     assert workers["wcu"] == round(worker_wcu / units, 3)
     # The fan-out: the batch of units, claim_file over the declared file (7 KB: it carries the
-    # inline plan), META and the new shards, doubled; mark_file_sent rewrites the declared file.
+    # inline plan), META and the new shards, doubled; mark_file_sent rewrites the declared file;
+    # session.started: its in-app item and 2 META updates.
     declared_kb = 7
-    fan_out_wcu = units + 2 * (declared_kb + 1 + shards) + declared_kb
+    fan_out_wcu = units + 2 * (declared_kb + 1 + shards) + declared_kb + 1 + 2
     assert fanout["wcu"] == round(fan_out_wcu / units, 3)
-    # Together, and the reads and index writes (each unit enters and leaves the lease list):
+    # Together, and the reads and index writes (each unit enters and leaves the lease list;
+    # each META update rewrites its GSI1 entry, the session's notifications five of them):
     # identical over repeated runs; the nearest block edge is the declared file (7,003 B).
-    assert (every["wcu"], every["wcu_index"]) == (16.0, 3.917)
-    assert every["rcu"] == pytest.approx(1.333 + state_reads, abs=0.001)  # each rounded to 3
+    assert (every["wcu"], every["wcu_index"]) == (17.0, 5.25)
+    # Each rounded to 3 decimals; the milestone looks are half a unit each.
+    assert every["rcu"] == pytest.approx(1.333 + looks / 2 + state_reads, abs=0.002)
 
 
 def test_status_read_cost_is_one_query_at_any_size_and_the_naive_read_grows_with_units(
@@ -341,7 +353,8 @@ def test_moto_server_request_round_trips_in_milliseconds_both_ways() -> None:
 
 
 def test_hot_items_busiest_item_is_a_counter_shard_within_the_per_item_limit() -> None:
-    units = 20
+    # Enough units for the shards to take more than META's few writes per session.
+    units = 100
     result = run_bench_process("hot_items", "--units", str(units))
     assert result["units"] == units
     # Each shard takes claim_file's add, a claim and a finish per unit and, for its last unit,
@@ -352,9 +365,10 @@ def test_hot_items_busiest_item_is_a_counter_shard_within_the_per_item_limit() -
     assert result["busiest_item"] in busiest
     assert result["busiest_writes_per_unit"] == round((2 * most + 2) / units, 4)
     wcu_per_s = 2 * (2 * most + 2) / units * result["units_per_s_assumed"]
-    assert result["busiest_item_wcu_per_s"] == round(wcu_per_s, 1)  # 600 at 20 units
-    # META: created, claim_file, claim_completion, claim_event, record_event_sent.
-    assert result["meta_writes_per_unit"] == round(5 / units, 4)
+    assert result["busiest_item_wcu_per_s"] == round(wcu_per_s, 1)
+    # META: created, claim_file, claim_completion, and the claim and record of each of five
+    # events (started, the three milestones, the ending).
+    assert result["meta_writes_per_unit"] == round(13 / units, 4)
     assert result["within_limit"]
     assert (result["unsharded_meta_wcu_per_s"], result["unsharded_within_limit"]) == (6000, False)
 
