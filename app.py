@@ -10,7 +10,13 @@ from chalice.app import CloudWatchEvent, Request
 
 from chalicelib import control, fanout, sessions, web
 from chalicelib.bodies import parse_body
-from chalicelib.config import ApiSettings, ControlSettings, SweeperSettings, WorkSettings
+from chalicelib.config import (
+    AdminSettings,
+    ApiSettings,
+    ControlSettings,
+    SweeperSettings,
+    WorkSettings,
+)
 from chalicelib.http import (
     answer_other_methods,
     current_admin,
@@ -27,6 +33,7 @@ from chalicelib.models import Preferences
 from chalicelib.queues import batch_concurrency, run_batch
 from chalicelib.redrive import redrive
 from chalicelib.services import Services, get_services
+from chalicelib.stats import admin_stats
 from chalicelib.store.items import SessionView
 from chalicelib.sweeper import sweep
 from chalicelib.worker import SessionStates, process_message
@@ -204,6 +211,15 @@ def list_notifications() -> Response:
             "next_cursor": encode_cursor(last),
         }
     )
+
+
+@app.route("/admin/stats", methods=["GET"], cors=True)
+@handles_errors
+def get_admin_stats() -> Response:
+    """The operator's view: queues, sessions under way, throughput, failures, stuck work."""
+    services = get_services(AdminSettings)
+    current_admin(_request(), services)
+    return json_response(admin_stats(services))
 
 
 @app.route("/admin/dlq/redrive", methods=["POST"], cors=True)

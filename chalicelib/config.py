@@ -81,7 +81,11 @@ class ControlSettings(ApiSettings, WorkSettings):
     the work queues, and a cancel may end the session and publish its event."""
 
 
-class Settings(ControlSettings, SweeperSettings):
-    """Every function's settings at once: the embedded stack and the tests."""
+class AdminSettings(ControlSettings, SweeperSettings):
+    """The operator's routes (`/admin/…`): every queue, to report on it and re-drive from it."""
 
     uploads_queue_url: str | None = None
+
+
+class Settings(AdminSettings):
+    """Every function's settings at once: the embedded stack and the tests."""
