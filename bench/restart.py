@@ -15,24 +15,14 @@ Prints one JSON line. Goal: a restart with 10,000 units starts in under 10 s.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import tempfile
 import time
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 GOAL_START_S = 10.0
-
-
-def zip_of(units: int) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for n in range(units):
-            archive.writestr(f"docs/note-{n:05d}.txt", f"Note {n}: restart me.\n")
-    return out.getvalue()
 
 
 def run(units: int) -> dict[str, Any]:
@@ -43,10 +33,11 @@ def run(units: int) -> dict[str, Any]:
     from chalicelib.presign import upload_key
     from chalicelib.services import get_services
     from chute_cli.client import ChuteClient
+    from chute_cli.samples import tiny_text_zip
     from infra.local import LocalStack
 
     logs_to_stderr()
-    data = zip_of(units)
+    data = tiny_text_zip(units)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         started = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -16,6 +16,12 @@ from chalicelib.models import CreateSessionRequest, CreateSessionResponse, FileS
 
 LOCAL_CONFIG_PATH = Path(".chute") / "local.json"
 _READ_BLOCK_BYTES = 1024 * 1024
+# The API's largest page (`?limit=`) of sessions and of units.
+MAX_PAGE = 100
+CONTROL_ACTIONS = ("pause", "resume", "cancel", "retry")
+
+# Told the number of bytes of the file each read took: an upload's progress.
+OnRead = Callable[[int], None]
 
 
 class ApiError(Exception):
@@ -70,7 +76,8 @@ class MultipartUpload:
 
     It is what a browser sends for an HTML form upload. requests would read the whole file into
     memory to encode it; this streams it, and its known length lets requests send Content-Length,
-    which S3 requires for POST uploads (it refuses chunked transfer encoding).
+    which S3 requires for POST uploads (it refuses chunked transfer encoding). ``on_read`` is told
+    the size of every block of the file read, as it is sent.
     """
 
     def __init__(
@@ -80,6 +87,7 @@ class MultipartUpload:
         source: Path | bytes,
         content_type: str,
         boundary: str | None = None,
+        on_read: OnRead | None = None,
     ) -> None:
         self.boundary = boundary or uuid.uuid4().hex
         head = b"".join(
@@ -96,6 +104,7 @@ class MultipartUpload:
         self._size = len(source) if isinstance(source, bytes) else source.stat().st_size
         self._stage = 0  # 0: head, 1: file, 2: tail, 3: done
         self._offset = 0
+        self._on_read = on_read
 
     @property
     def content_type(self) -> str:
@@ -123,7 +132,10 @@ class MultipartUpload:
 
     def _read_stage(self, limit: int) -> bytes:
         if self._stage == 1:
-            return self._read_file(limit)
+            chunk = self._read_file(limit)
+            if chunk and self._on_read is not None:
+                self._on_read(len(chunk))
+            return chunk
         part = self._head if self._stage == 0 else self._tail
         chunk = part[self._offset : self._offset + limit]
         self._offset += len(chunk)
@@ -150,6 +162,12 @@ class MultipartUpload:
 def _quote(value: str) -> str:
     # Browsers percent-encode these three in form-data names (WHATWG HTML, multipart/form-data).
     return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _path(*segments: str) -> str:
+    """A URL path of the segments, each percent-encoded whole: an id with `/`, `?` or `#` in it
+    stays one segment (and reaches the API's 404), never another route or a query."""
+    return "".join("/" + quote(segment, safe="") for segment in segments)
 
 
 class ChuteClient:
@@ -181,7 +199,7 @@ class ChuteClient:
     def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
         """POST /sessions with any kind of session (documents, a prompts batch, inline prompts)."""
         response = self._http.post(
-            f"{self.api_url}/sessions",
+            self.api_url + _path("sessions"),
             data=request.model_dump_json(exclude_none=True),
             headers=self._headers({"Content-Type": "application/json"}),
             timeout=self._timeout,
@@ -193,9 +211,11 @@ class ChuteClient:
         ticket: UploadTicket,
         source: Path | bytes,
         content_type: str = "application/octet-stream",
+        on_read: OnRead | None = None,
     ) -> None:
-        """Post a file to its presigned URL as a browser form would: the fields, then the file."""
-        body = MultipartUpload(ticket.fields, ticket.name, source, content_type)
+        """Post a file to its presigned URL as a browser form would: the fields, then the file,
+        streamed from disk (``on_read`` is told each block's size as it is sent)."""
+        body = MultipartUpload(ticket.fields, ticket.name, source, content_type, on_read=on_read)
         try:
             response = self._http.post(
                 ticket.url,
@@ -215,7 +235,7 @@ class ChuteClient:
         """The session summary and its ETag; ``None`` for the summary when unchanged since etag."""
         extra = {"If-None-Match": etag} if etag else None
         response = self._http.get(
-            f"{self.api_url}/sessions/{session_id}",
+            self.api_url + _path("sessions", session_id),
             headers=self._headers(extra),
             timeout=self._timeout,
         )
@@ -239,8 +259,56 @@ class ChuteClient:
             if value is not None
         }
         response = self._http.get(
-            f"{self.api_url}/sessions/{session_id}/files",
+            self.api_url + _path("sessions", session_id, "files"),
             params=params,
+            headers=self._headers(),
+            timeout=self._timeout,
+        )
+        return _json_or_raise(response)
+
+    def iter_files(self, session_id: str, *, status: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every unit row of the session (of one status), in input order, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_files(session_id, status=status, cursor=cursor, limit=MAX_PAGE)
+            yield from page.get("items") or []
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def list_sessions(self, *, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """One page of the caller's session summaries, newest first."""
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = self._http.get(
+            self.api_url + _path("sessions"),
+            params=params,
+            headers=self._headers(),
+            timeout=self._timeout,
+        )
+        return _json_or_raise(response)
+
+    def recent_sessions(self, count: int) -> list[dict[str, Any]]:
+        """The caller's `count` newest sessions (fewer if there are not as many)."""
+        sessions: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while len(sessions) < count:
+            page = self.list_sessions(limit=min(MAX_PAGE, count - len(sessions)), cursor=cursor)
+            sessions.extend(page.get("items") or [])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        return sessions[:count]
+
+    def control(self, session_id: str, action: str, *, everything: bool = False) -> dict[str, Any]:
+        """POST /sessions/{id}/{action} (pause, resume, cancel, retry): the summary afterwards.
+        ``everything``: a retry of every failed unit, not only those whose error may go away."""
+        if action not in CONTROL_ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        response = self._http.post(
+            self.api_url + _path("sessions", session_id, action),
+            params={"all": "true"} if everything else None,
             headers=self._headers(),
             timeout=self._timeout,
         )
@@ -250,7 +318,7 @@ class ChuteClient:
         """The session's results in input order, as they are now: the API answers with a
         redirect to the export in storage, fetched without the API's credentials."""
         response = self._http.get(
-            f"{self.api_url}/sessions/{quote(session_id, safe='')}/results",
+            self.api_url + _path("sessions", session_id, "results"),
             params={"format": fmt},
             headers=self._headers(),
             timeout=self._timeout,
@@ -271,7 +339,9 @@ class ChuteClient:
     def redrive_dead_letters(self) -> dict[str, Any]:
         """An operator's redrive: ``{"units", "sessions", "more_left"}``."""
         response = self._http.post(
-            f"{self.api_url}/admin/dlq/redrive", headers=self._headers(), timeout=self._timeout
+            self.api_url + _path("admin", "dlq", "redrive"),
+            headers=self._headers(),
+            timeout=self._timeout,
         )
         return _json_or_raise(response)
 

@@ -7,17 +7,14 @@ id, a summary), so commands compose in shell pipelines.
 from __future__ import annotations
 
 import json
-import mimetypes
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import requests
 import typer
-from rich.console import Console
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -27,101 +24,55 @@ from rich.progress import (
     TaskProgressColumn,
     TextColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from chalicelib.auth import issue_token
 from chalicelib.clock import SystemClock
-from chalicelib.models import FileSpec
-from chute_cli.client import LOCAL_CONFIG_PATH, ApiError, ChuteClient, load_local_config
+from chalicelib.models import CreateSessionRequest, FileSpec
+from chute_cli import sessioncmds
+from chute_cli.cli import (
+    EXIT_USAGE,
+    ApiUrlOption,
+    TimeoutOption,
+    TokenOption,
+    api_errors,
+    app,
+    console,
+    fail,
+    make_client,
+    root_of,
+    say,
+)
+from chute_cli.client import ChuteClient
 from chute_cli.promptsamples import write_prompts_csv
 from chute_cli.promptsdemo import check_results, results_fields, start_prompts_session
 from chute_cli.report import (
+    EXIT_ERROR,
     demo_summary_line,
     emails_for,
+    exit_code,
+    failed_units,
+    failure_line,
+    format_bytes,
     format_email,
     is_terminal,
+    outcome_line,
+    paused_itself,
     progress_fields,
     progress_text,
     read_outbox,
 )
-from chute_cli.samples import ensure_documents_zip
 from chute_cli.stack import StackError, StackProcess, running_stack, start_stack
+from chute_cli.transfer import BadInput, check_paths, session_request, upload_files
+
+__all__ = ["app", "run_demo_session", "upload_zip", "watch_session"]
 
 TOKEN_KEY_PATH = Path(".chute") / "token_key"
 DEMO_DIR = Path(".chute") / "demo"
 _NOTIFICATION_WAIT_S = 10.0
 _NOTIFICATION_POLL_S = 0.25
-
-app = typer.Typer(
-    name="chute",
-    help="Background processing for large uploads, with per-file progress.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(stderr=True)
-
-RootOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--root",
-        envvar="CHUTE_ROOT",
-        help="Project directory holding .chute/ (default: the current directory).",
-    ),
-]
-ApiUrlOption = Annotated[
-    str | None,
-    typer.Option(envvar="CHUTE_API_URL", help="API base URL (default: the local stack's)."),
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option(envvar="CHUTE_TOKEN", help="Bearer token (default: the local stack's dev token)."),
-]
-TimeoutOption = Annotated[
-    float, typer.Option(min=1, help="Give up watching after this many seconds.")
-]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    console.print(f"error: {message}", style="red", markup=False, highlight=False)
-    raise typer.Exit(code)
-
-
-def _root(ctx: typer.Context) -> Path:
-    root = ctx.obj
-    assert isinstance(root, Path)
-    return root
-
-
-@app.callback()
-def _main(ctx: typer.Context, root: RootOption = None) -> None:
-    ctx.obj = (root or Path.cwd()).resolve()
-
-
-@contextmanager
-def _reporting_api_errors() -> Iterator[None]:
-    try:
-        yield
-    except ApiError as error:
-        _fail(f"{error.message} ({error.code}, HTTP {error.status})")
-    except requests.ConnectionError:
-        _fail("Could not connect to the API: is it running? Locally, start it with `make run`.")
-    except requests.RequestException as error:
-        _fail(f"The request failed: {error}")
-
-
-def _client(root: Path, api_url: str | None, token: str | None) -> ChuteClient:
-    if api_url and token:
-        return ChuteClient(api_url, token)
-    try:
-        config = load_local_config(root)
-    except FileNotFoundError:
-        _fail(
-            f"No local stack config at {root / LOCAL_CONFIG_PATH}: run `make run` first, "
-            "or pass --api-url and --token."
-        )
-    return ChuteClient(api_url or config.api_url, token or config.token)
+# How often `upload --watch` asks for the session's summary.
+WATCH_INTERVAL_S = 2.0
 
 
 @app.command()
@@ -133,15 +84,15 @@ def token(
     ] = False,
 ) -> None:
     """Print a local bearer token for NAME, signed with the local stack's key."""
-    key_path = _root(ctx) / TOKEN_KEY_PATH
+    key_path = root_of(ctx) / TOKEN_KEY_PATH
     try:
         key = key_path.read_text().strip()
     except FileNotFoundError:
-        _fail(f"No token key at {key_path}: run `make run` first.")
+        fail(f"No token key at {key_path}: run `make run` first.")
     try:
         typer.echo(issue_token(key, name, SystemClock().now(), admin=admin))
     except ValueError as error:
-        _fail(str(error), code=2)
+        fail(str(error), code=2)
 
 
 @app.command()
@@ -149,20 +100,26 @@ def up(ctx: typer.Context) -> None:
     """Run the local stack in the foreground until Ctrl-C."""
     from infra.local import main as run_stack
 
-    raise typer.Exit(run_stack(["--root", str(_root(ctx))]))
+    raise typer.Exit(run_stack(["--root", str(root_of(ctx))]))
 
 
 @dataclass(frozen=True)
 class WatchResult:
     summary: dict[str, Any] | None
-    # time.monotonic() when a terminal status was first seen; None if the watch timed out.
+    # time.monotonic() when a terminal status (or `until`) was first seen; None if it timed out.
     finished_at: float | None
 
 
 def watch_session(
-    client: ChuteClient, session_id: str, *, timeout_s: float, interval_s: float = 2.0
+    client: ChuteClient,
+    session_id: str,
+    *,
+    timeout_s: float,
+    interval_s: float = 2.0,
+    until: Callable[[dict[str, Any]], bool] = is_terminal,
 ) -> WatchResult:
-    """Poll the summary (conditionally, by ETag) with a progress bar until it is terminal."""
+    """Poll the summary (conditionally, by ETag) with a progress bar until it is terminal (or
+    `until` says the watch is over)."""
     deadline = time.monotonic() + timeout_s
     summary: dict[str, Any] | None = None
     etag: str | None = None
@@ -186,7 +143,7 @@ def watch_session(
             if fresh is not None:
                 summary = fresh
                 progress.update(task, **progress_fields(summary))
-            if summary is not None and is_terminal(summary):
+            if summary is not None and until(summary):
                 return WatchResult(summary, time.monotonic())
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -204,42 +161,101 @@ def wait_for_emails(outbox_path: Path, session_id: str, timeout_s: float) -> lis
         time.sleep(_NOTIFICATION_POLL_S)
 
 
-def _content_type(path: Path) -> str:
-    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-
-
 @app.command()
 def upload(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    watch: Annotated[bool, typer.Option(help="Show progress until the session is done.")] = False,
-    name: Annotated[str | None, typer.Option(help="A name for the session.")] = None,
-    priority: Annotated[int, typer.Option(min=1, max=10)] = 5,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...", show_default=False, help="Documents or zips (one session)."
+        ),
+    ],
+    prompts: Annotated[
+        bool,
+        typer.Option("--prompts", help="A prompts session from one CSV, XLSX or TXT batch file."),
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option(help="The session's name (default: the file's, or 'N files').")
+    ] = None,
+    priority: Annotated[int, typer.Option(min=1, max=10, help="1 to 10; 7 and up go first.")] = 5,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Follow the session to its end; exit 0, 1 or 2.")
+    ] = False,
     timeout: TimeoutOption = 900.0,
     api_url: ApiUrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Upload FILE as a new session and print its id; with --watch, follow it to the end."""
-    client = _client(_root(ctx), api_url, token)
-    content_type = _content_type(file)
-    size = file.stat().st_size
-    with _reporting_api_errors():
-        created = client.create_session(
-            [FileSpec(name=file.name, size=size, content_type=content_type)],
-            name=name,
-            priority=priority,
-        )
-        typer.echo(created.session_id)
-        with console.status(f"Uploading {file.name} ({size / 2**20:,.1f} MiB)…"):
-            client.upload(created.uploads[0], file, content_type)
-        console.print(f"Uploaded {file.name} to session {created.session_id}.")
+    """Upload files (documents, zips) as one session and print its id.
+
+    --prompts: a prompts session of one CSV, XLSX or TXT batch file. --watch: follow the session
+    to its end and list the units that did not complete; exit 0 if every unit completed, 1 if
+    some failed or timed out, 2 if the session was rejected or cancelled, or on any error.
+    """
+    try:
+        files = check_paths(paths, prompts=prompts)
+        request = session_request(files, prompts=prompts, name=name, priority=priority)
+    except BadInput as error:
+        fail(str(error), EXIT_USAGE)
+    client = make_client(root_of(ctx), api_url, token, EXIT_ERROR)
+    with api_errors(client, EXIT_ERROR):
+        session_id = _create_and_upload(client, request, files)
         if not watch:
+            say(f"Follow it with `chute status {session_id}`.")
             return
-        result = watch_session(client, created.session_id, timeout_s=timeout)
-    if result.summary is not None:
-        console.print(progress_text(result.summary), markup=False)
-    if result.finished_at is None:
-        _fail(f"Session {created.session_id} did not finish within {timeout:.0f} s.")
+        code = _watch_to_the_end(client, session_id, timeout)
+    raise typer.Exit(code)
+
+
+def _create_and_upload(
+    client: ChuteClient, request: CreateSessionRequest, files: list[Path]
+) -> str:
+    created = client.create(request)
+    typer.echo(created.session_id)
+    upload_files(client, created, files, console)
+    size = format_bytes(sum(path.stat().st_size for path in files))
+    what = files[0].name if len(files) == 1 else f"{len(files)} files"
+    say(f"Uploaded {what} ({size}) to session {created.session_id}.")
+    return created.session_id
+
+
+def _watch_ends(summary: dict[str, Any]) -> bool:
+    # A session that paused itself (too many failures) waits for a person: the watch is over.
+    return is_terminal(summary) or paused_itself(summary)
+
+
+def _watch_to_the_end(client: ChuteClient, session_id: str, timeout: float) -> int:
+    """Watch the session, then say how it ended and which units failed; the exit code."""
+    result = watch_session(
+        client, session_id, timeout_s=timeout, interval_s=WATCH_INTERVAL_S, until=_watch_ends
+    )
+    summary = result.summary
+    if result.finished_at is None or summary is None:
+        if summary is not None:
+            say(progress_text(summary))
+        fail(
+            f"Session {session_id} did not finish within {timeout:.0f} s; it goes on: "
+            f"`chute status {session_id}`.",
+            EXIT_ERROR,
+        )
+    say(outcome_line(summary))
+    if failed_units(summary):
+        for unit in failed_unit_rows(client, session_id):
+            say(failure_line(unit))
+    if paused_itself(summary):
+        say(
+            "The session paused itself: too many of its units failed. "
+            f"`chute resume {session_id}` goes on, `chute cancel {session_id}` stops it."
+        )
+    return exit_code(summary)
+
+
+def failed_unit_rows(client: ChuteClient, session_id: str) -> list[dict[str, Any]]:
+    """The units that failed or timed out, every page of them, in input order."""
+    rows = [
+        *client.iter_files(session_id, status="failed"),
+        *client.iter_files(session_id, status="timeout"),
+    ]
+    return sorted(rows, key=lambda unit: str(unit.get("ordinal", "")))
 
 
 dlq = typer.Typer(help="Dead letters: units whose processing kept failing outside their input.")
@@ -252,8 +268,8 @@ def dlq_redrive(
 ) -> None:
     """Send every unit that failed as a dead letter back to work (operators only: a token from
     `chute token NAME --admin`)."""
-    client = _client(_root(ctx), api_url, token)
-    with _reporting_api_errors():
+    client = make_client(root_of(ctx), api_url, token)
+    with api_errors(client):
         report = client.redrive_dead_letters()
     sessions = report["sessions"]
     typer.echo(
@@ -265,29 +281,17 @@ def dlq_redrive(
     typer.echo(json.dumps(report))
 
 
-@app.command()
-def status(
-    ctx: typer.Context,
-    session_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw summary as JSON.")] = False,
-    api_url: ApiUrlOption = None,
-    token: TokenOption = None,
-) -> None:
-    """Print a session's summary."""
-    client = _client(_root(ctx), api_url, token)
-    with _reporting_api_errors():
-        summary, _ = client.get_session(session_id)
-    assert summary is not None  # only a conditional request can answer 304
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    table = Table(show_header=False, box=None)
-    table.add_row("session", session_id)
-    table.add_row("progress", progress_text(summary))
-    for key in ("name", "files_received", "files_total", "timed_out", "can_resume", "notified"):
-        table.add_row(key.replace("_", " "), str(summary.get(key)))
-    table.add_row("counts", json.dumps(summary.get("counts", {})))
-    Console().print(table)
+for command in (
+    sessioncmds.status,
+    sessioncmds.files,
+    sessioncmds.pause,
+    sessioncmds.resume,
+    sessioncmds.cancel,
+    sessioncmds.retry,
+    sessioncmds.results,
+    sessioncmds.sessions,
+):
+    app.command()(command)
 
 
 def _elapsed_s(
@@ -321,9 +325,11 @@ def demo(
         float, typer.Option(min=1, help="Seconds to wait for the local stack to start.")
     ] = 120.0,
 ) -> None:
-    """Process a generated zip of documents (or, with --prompts, a CSV batch of prompts) on the
-    local stack and report one JSON line."""
-    root = _root(ctx)
+    """Run a scripted job on the local stack and report one JSON line.
+
+    A generated zip of documents (or, with --prompts, a CSV batch of prompts), started, watched
+    and checked; the local stack is started for it if it is not running."""
+    root = root_of(ctx)
     if prompts is None:
         start, after = _documents_demo(root, files, size_mb, corrupt, seed)
     else:
@@ -335,7 +341,7 @@ def demo(
             try:
                 config, stack = start_stack(root, timeout_s=start_timeout)
             except StackError as error:
-                _fail(str(error))
+                fail(str(error))
         console.print(f"Local stack up at {config.api_url} (log: {stack.log_path}).", markup=False)
     try:
         finished = run_demo_session(
@@ -362,13 +368,16 @@ CheckSession = Callable[[ChuteClient, str], dict[str, Any]]
 def _documents_demo(
     root: Path, files: int, size_mb: float, corrupt: int, seed: int
 ) -> tuple[StartSession, CheckSession | None]:
+    # Imported here: making PDFs needs chalicelib's processors, slow to import for any command.
+    from chute_cli.samples import ensure_documents_zip
+
     with console.status("Preparing the sample documents…"):
         try:
             sample, reused = ensure_documents_zip(
                 root / DEMO_DIR, files=files, size_mb=size_mb, corrupt=corrupt, seed=seed
             )
         except ValueError as error:
-            _fail(str(error), code=2)
+            fail(str(error), code=2)
     console.print(
         f"{'Reusing' if reused else 'Generated'} {sample.path.relative_to(root)}: "
         f"{len(sample.members)} documents, {sample.bytes / 2**20:,.1f} MiB, "
@@ -417,7 +426,7 @@ def run_demo_session(
     timeout_s: float,
 ) -> bool:
     """Create, upload and watch one session; print the JSON line. True if it reached the end."""
-    with _reporting_api_errors():
+    with api_errors(client):
         upload_wall, upload_mono = time.time(), time.monotonic()
         session_id = start(client)
         console.print(f"Uploaded in {time.monotonic() - upload_mono:.1f} s.")

@@ -390,6 +390,7 @@ def _banner(info: Mapping[str, Any], state_dir: Path) -> str:
             f"  AWS (moto)    {info['aws_endpoint_url']}  region {info['region']}, "
             f"bucket {info['bucket']}, table {info['table']}",
             f"  model         {info['model_base_url']}",
+            f"  page          {info['api_url']}/#token={info['token']}   (open this)",
             f"  dev token     {info['token']}",
             f"  details       {state_dir / 'local.json'}",
             f"  email outbox  {info['outbox_path']}",

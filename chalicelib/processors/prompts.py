@@ -140,6 +140,23 @@ def run_prompt(ctx: UnitContext) -> ProcessorOutput:
     completion = answer(ctx, request, options.model)
     ctx.stage("saving")
     fields = read_answer(completion, structured=request.response_json)
+    return model_output(
+        completion,
+        fields,
+        body={
+            "row": row.number,
+            "prompt": row.prompt,
+            "columns": row.columns,
+            "messages": request.messages,
+        },
+    )
+
+
+def model_output(
+    completion: Completion, fields: dict[str, Scalar], body: dict[str, Any]
+) -> ProcessorOutput:
+    """A unit's output around a model's answer: `fields`, then what the call cost and who
+    answered; the tokens are summed on the session."""
     metadata: dict[str, Scalar] = {
         **fields,
         "tokens_in": completion.tokens_in,
@@ -149,11 +166,6 @@ def run_prompt(ctx: UnitContext) -> ProcessorOutput:
     }
     return ProcessorOutput(
         metadata=metadata,
-        body={
-            "row": row.number,
-            "prompt": row.prompt,
-            "columns": row.columns,
-            "messages": request.messages,
-        },
+        body=body,
         amounts={"tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out},
     )

@@ -15,7 +15,7 @@ from chalicelib.chains import parent_text
 from chalicelib.errors import PermanentError, UnitSkipped
 from chalicelib.models import PromptOptions
 from chalicelib.processors.base import ProcessorOutput, Scalar, UnitContext, processor
-from chalicelib.processors.prompts import answer
+from chalicelib.processors.prompts import answer, model_output
 
 if TYPE_CHECKING:
     from chalicelib.model import ChatRequest
@@ -66,16 +66,5 @@ def summarize_result(ctx: UnitContext) -> ProcessorOutput:
     request = summary_request(ctx.name, text, options)
     completion = answer(ctx, request, options.model)
     ctx.stage("saving")
-    metadata: dict[str, Scalar] = {
-        "summary": completion.text,
-        "truncated": len(text) > INPUT_CHARS,
-        "tokens_in": completion.tokens_in,
-        "tokens_out": completion.tokens_out,
-        "latency_ms": completion.latency_ms,
-        "model": completion.model,
-    }
-    return ProcessorOutput(
-        metadata=metadata,
-        body={"document": ctx.name, "chars": len(text)},
-        amounts={"tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out},
-    )
+    fields: dict[str, Scalar] = {"summary": completion.text, "truncated": len(text) > INPUT_CHARS}
+    return model_output(completion, fields, body={"document": ctx.name, "chars": len(text)})
