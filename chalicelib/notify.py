@@ -91,6 +91,18 @@ def announce(
     return True
 
 
+def announce_on_the_way(
+    services: Services[WorkSettings], meta: SessionMeta, event: Event, subject: str, message: str
+) -> bool:
+    """An event before the ending (started, a milestone, auto-paused): at most once, and never
+    the reason the work that noticed it fails — a failed send is logged, not raised."""
+    try:
+        return announce(services, meta, event, subject, message)
+    except Exception:
+        logger.exception("could not send a notification", extra={"event": event.value})
+        return False
+
+
 def notify_completion(services: Services[WorkSettings], view: SessionView) -> bool:
     """Send the done session's ending (completed, with errors, failed, cancelled, rejected)."""
     assert view.meta.done_at is not None, "only a done session notifies"
@@ -108,7 +120,7 @@ def notify_completion(services: Services[WorkSettings], view: SessionView) -> bo
 def announce_started(services: Services[WorkSettings], meta: SessionMeta, units: int) -> bool:
     label = meta.name or meta.sid
     noun = services.jobs.get(meta.job_type).noun
-    return announce(
+    return announce_on_the_way(
         services,
         meta,
         Event.STARTED,
@@ -132,7 +144,7 @@ def announce_milestones(services: Services[WorkSettings], view: SessionView) -> 
         label = meta.name or meta.sid
         noun = services.jobs.get(meta.job_type).noun
         done = meta.total - view.remaining
-        sent += announce(
+        sent += announce_on_the_way(
             services,
             meta,
             event,
@@ -147,7 +159,7 @@ def announce_auto_pause(services: Services[WorkSettings], view: SessionView) -> 
     meta = view.meta
     label = meta.name or meta.sid
     failed = view.count(UnitStatus.FAILED) + view.count(UnitStatus.TIMEOUT)
-    return announce(
+    return announce_on_the_way(
         services,
         meta,
         Event.PAUSED,

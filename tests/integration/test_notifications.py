@@ -13,6 +13,7 @@ from chalice.test import Client
 from chalicelib.clock import FakeClock
 from chalicelib.jobs import BUILT_IN
 from infra.inprocess import InProcessStack
+from tests.faults.inject import fail_calls
 from tests.integration.conftest import Stack
 
 ALL_EVENTS = [
@@ -60,6 +61,13 @@ def prompts(stack: Stack, n: int, **extra: Any) -> str:
     return str(json.loads(response.body)["session_id"])
 
 
+def emails_in_event_order(stack: Stack) -> list[dict[str, Any]]:
+    """The outbox, in the order of the events: rows answered side by side may tell two
+    milestones in either order."""
+    emails = stack.emails()
+    return sorted(emails, key=lambda e: ALL_EVENTS.index(e["MessageAttributes"]["event"]["Value"]))
+
+
 def in_app(stack: Stack, user: str = "alice") -> list[dict[str, Any]]:
     status, page = stack.get("/me/notifications", user)
     assert status == 200
@@ -102,7 +110,7 @@ def test_a_session_sends_each_event_once_to_the_channels_its_owner_chose(stack: 
         "session.milestone_75",
         "session.completed",
     ]
-    emails = stack.emails()
+    emails = emails_in_event_order(stack)
     assert [e["MessageAttributes"]["event"]["Value"] for e in emails] == expected
     assert [e["Subject"] for e in emails] == [
         "chute: eight - started",
@@ -194,3 +202,29 @@ def test_a_session_that_paused_itself_says_so_once(stack: Stack) -> None:
         "Your session flaky paused itself: 20 of the 20 finished so far failed."
     )
     assert [n["event"] for n in in_app(stack)] == ["session.paused"]
+
+
+def test_a_failed_send_before_the_ending_is_logged_and_the_work_goes_on(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    put_preferences(stack, {"email": ALL_EVENTS, "in_app": []})
+    lost = fail_calls(
+        stack.stack.services.sns,
+        "provide-client-params.sns.Publish",
+        when=lambda params: str(params.get("Subject", "")).endswith("25% done"),
+    )
+    sid = prompts(stack, 8, name="eight")
+
+    summary = stack.run_until_settled(sid)
+
+    assert (lost.count, summary["status"], summary["counts"]["completed"]) == (1, "completed", 8)
+    # Logged where it failed, not raised into the worker (whose message would come back).
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "could not send a notification"
+    ]
+    assert [e["Subject"] for e in emails_in_event_order(stack)] == [
+        "chute: eight - started",
+        "chute: eight - 50% done",
+        "chute: eight - 75% done",
+        "chute: eight - completed",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
 
 from chalicelib.budget import FANOUT_GRACE_S, NOTIFY_CLAIM_S, RECHECK_S
@@ -298,6 +299,7 @@ def test_one_failing_item_does_not_stop_the_sweep(stack: Stack, clock: FakeClock
     assert sweep(services).uploads_expired == 1
 
 
+@pytest.mark.slow  # some 1,000 due items through the in-process stack: about 30 s
 def test_every_due_item_is_swept_not_only_the_first_page(stack: Stack, clock: FakeClock) -> None:
     services = stack.stack.services
     for n in range(130):

@@ -421,6 +421,7 @@ def test_export_large_exports_every_unit_and_memory_does_not_follow_their_number
     assert result["goals"] == {"400_units_exported": True, "memory_constant_in_units": True}
 
 
+@pytest.mark.slow  # two stack starts; tests/integration/test_restart.py covers the behaviour
 def test_restart_restores_a_session_exactly_and_starts_within_the_goal() -> None:
     result = run_bench_process("restart", "--units", "50")
 
