@@ -16,7 +16,6 @@ again starts a new follow-up over the results it has then.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from chalicelib.errors import PermanentError
@@ -39,7 +38,6 @@ RESULTS_TYPE = "application/x-ndjson"
 # The follow-up's input is written right after the session: if that fails, the parent's next
 # notification attempt writes it again well before this.
 INPUT_DEADLINE_S = 3600.0
-PAGE = 500
 
 
 class ParentResult(Model):
@@ -67,7 +65,14 @@ def start_follow_up(services: Services[WorkSettings], view: SessionView) -> str 
     if view.count(UnitStatus.COMPLETED) == 0:
         return None  # all skipped: nothing was read, so nothing to follow up on
     child = follow_up_id(meta.sid, meta.completions)
-    body = b"".join(_line(unit) for unit in _completed_units(services, meta.sid))
+    store = services.store
+    existing = store.get_meta(child)
+    if existing is not None and not existing.files_pending:
+        # Started before, and its input arrived: only the link may be missing.
+        store.add_child(meta.sid, child)
+        return child
+    completed = store.iter_units(meta.sid, status=UnitStatus.COMPLETED, consistent=True)
+    body = b"".join(_line(unit) for unit in completed)
     now = services.clock.now()
     child_meta = SessionMeta(
         sid=child,
@@ -95,31 +100,19 @@ def start_follow_up(services: Services[WorkSettings], view: SessionView) -> str 
         priority=meta.priority,
         expires_at=meta.expires_at,
     )
-    store = services.store
-    created = store.put_session(child_meta, [declared], first_check=now + INPUT_DEADLINE_S)
+    if existing is None:
+        # Never over a live session: its declared file may be claimed by now.
+        store.put_session(child_meta, [declared], first_check=now + INPUT_DEADLINE_S)
     store.add_child(meta.sid, child)
-    existing = None if created else store.get_meta(child)
-    if existing is None or existing.files_pending:
-        # Its ObjectCreated event runs the follow-up's fan-out (a second one finds it claimed).
-        services.s3.put_object(
-            Bucket=services.settings.bucket,
-            Key=upload_key(child, 0, FOLLOW_UP_FILE),
-            Body=body,
-            ContentType=RESULTS_TYPE,
-        )
+    # Its ObjectCreated event runs the follow-up's fan-out (a second one finds it claimed).
+    services.s3.put_object(
+        Bucket=services.settings.bucket,
+        Key=upload_key(child, 0, FOLLOW_UP_FILE),
+        Body=body,
+        ContentType=RESULTS_TYPE,
+    )
     logger.info("follow-up started", extra={"session_id": meta.sid, "follow_up": child})
     return child
-
-
-def _completed_units(services: Services[WorkSettings], sid: str) -> Iterator[UnitItem]:
-    start = None
-    while True:
-        units, start = services.store.list_units(
-            sid, limit=PAGE, start=start, status=UnitStatus.COMPLETED, consistent=True
-        )
-        yield from units
-        if not start:
-            return
 
 
 def _line(unit: UnitItem) -> bytes:

@@ -262,12 +262,7 @@ def _send(services: Services[WorkSettings], meta: SessionMeta, units: list[UnitI
 
 def _units(services: Services[WorkSettings], sid: str, *statuses: UnitStatus) -> Iterator[UnitItem]:
     """The session's units in any of `statuses`, in ordinal order (strongly consistent)."""
-    start = None
-    while True:
-        units, start = services.store.list_units(sid, limit=PAGE, start=start, consistent=True)
-        yield from (u for u in units if u.status in statuses)
-        if start is None:
-            return
+    return (u for u in services.store.iter_units(sid, consistent=True) if u.status in statuses)
 
 
 def _claim_missing_files(services: Services[WorkSettings], meta: SessionMeta) -> None:

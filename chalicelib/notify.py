@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from chalicelib.budget import NOTIFY_CLAIM_S
 from chalicelib.config import WorkSettings
@@ -136,14 +137,13 @@ def announce_milestones(services: Services[WorkSettings], view: SessionView) -> 
     meta = view.meta
     if meta.done_at is not None or not meta.total or meta.files_pending:
         return 0
-    percent = 100.0 * (meta.total - view.remaining) / meta.total
+    done = meta.total - view.remaining
+    percent = 100.0 * done / meta.total
+    label, noun = meta.name or meta.sid, services.jobs.get(meta.job_type).noun
     sent = 0
     for threshold, event in MILESTONES:
         if percent < threshold or event.value in meta.event_claims:
             continue
-        label = meta.name or meta.sid
-        noun = services.jobs.get(meta.job_type).noun
-        done = meta.total - view.remaining
         sent += announce_on_the_way(
             services,
             meta,
@@ -175,19 +175,17 @@ def session_link(services: Services[WorkSettings], sid: str) -> str:
     return f"{base.rstrip('/')}/?session={sid}" if base else f"Session id: {sid}"
 
 
-def failed_units(services: Services[WorkSettings], view: SessionView) -> list[Failure]:
-    """The session's failed and timed-out units in input order (at most EXAMINED_UNITS)."""
+def failed_units(
+    services: Services[Any], view: SessionView, limit: int = EXAMINED_UNITS
+) -> list[Failure]:
+    """The session's failed, then its timed-out units, each in input order (at most `limit`)."""
     found: list[Failure] = []
     for status in (UnitStatus.FAILED, UnitStatus.TIMEOUT):
-        start = None
-        while len(found) < EXAMINED_UNITS:
-            units, start = services.store.list_units(
-                view.sid, limit=EXAMINED_UNITS, start=start, status=status
-            )
-            found += [Failure(u.name, u.error.code if u.error else status.value) for u in units]
-            if not start:
-                break
-    return found[:EXAMINED_UNITS]
+        if not view.count(status) or len(found) >= limit:
+            continue
+        units = services.store.iter_units(view.sid, status=status, max_items=limit - len(found))
+        found += [Failure(u.name, u.error.code if u.error else status.value) for u in units]
+    return found
 
 
 def completion_message(

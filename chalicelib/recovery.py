@@ -22,9 +22,6 @@ from chalicelib.services import Services
 from chalicelib.store.items import SessionMeta
 from chalicelib.store.keys import DueList
 
-PAGE = 500
-FAR_FUTURE = 1e12
-
 
 @dataclass
 class RecoveryReport:
@@ -35,7 +32,7 @@ class RecoveryReport:
 
 def recover_open_sessions(services: Services[WorkSettings]) -> RecoveryReport:
     report = RecoveryReport()
-    for item in services.store.due(DueList.OPEN, FAR_FUTURE, max_items=100_000):
+    for item in services.store.due(DueList.OPEN, max_items=100_000):
         meta = SessionMeta.model_validate(item)
         if meta.done_at is not None or meta.state == SessionState.CANCELLED:
             continue
@@ -62,17 +59,10 @@ def recover_session(
             fan_out_object(services, key, int(found[0].get("Size", 0)))
             fanned_out_now.add(declared.file)
             report.files_fanned_out += 1
-    start = None
-    while True:
-        units, start = store.list_units(
-            meta.sid, limit=PAGE, start=start, status=UnitStatus.PENDING, consistent=True
-        )
-        messages = [
-            work_message(meta, unit, unit.attempt + 1)
-            for unit in units
-            if unit.file not in fanned_out_now
-        ]
-        send_work(services, messages, priority=meta.priority)
-        report.units_requeued += len(messages)
-        if not start:
-            return
+    messages = [
+        work_message(meta, unit, unit.attempt + 1)
+        for unit in store.iter_units(meta.sid, status=UnitStatus.PENDING, consistent=True)
+        if unit.file not in fanned_out_now
+    ]
+    send_work(services, messages, priority=meta.priority)
+    report.units_requeued += len(messages)

@@ -22,7 +22,6 @@ from chalicelib.store.items import UnitItem
 from chalicelib.store.keys import DueList
 
 MAX_UNITS = 10_000  # per call; a larger backlog takes more calls (the answer says how many left)
-FAR_FUTURE = 1e12
 
 
 @dataclass
@@ -35,7 +34,7 @@ class RedriveReport:
 def redrive(services: Services[WorkSettings]) -> RedriveReport:
     store = services.store
     listed: dict[str, list[UnitItem]] = defaultdict(list)
-    for item in store.due(DueList.DEAD, FAR_FUTURE, max_items=MAX_UNITS + 1):
+    for item in store.due(DueList.DEAD, max_items=MAX_UNITS + 1):
         unit = UnitItem.model_validate(item)
         listed[unit.sid].append(unit)
     report = RedriveReport(left=sum(map(len, listed.values())) > MAX_UNITS)

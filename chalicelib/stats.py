@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.budget import FANOUT_GRACE_S, STUCK_GRACE_S
 from chalicelib.config import AdminSettings
 from chalicelib.models import UnitStatus
+from chalicelib.notify import failed_units
 from chalicelib.services import Services
 from chalicelib.sessions import session_status
 from chalicelib.store.items import SessionMeta, SessionView
@@ -36,7 +37,6 @@ WINDOW_S = 300.0
 MAX_SESSIONS = 500
 MAX_FAILED_UNITS = 5_000
 MAX_LISTED = 10_000
-FAR_FUTURE = 1e12
 _QUEUE_ATTRIBUTES: list[QueueAttributeNameType] = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -121,7 +121,7 @@ def _oldest_age_s(services: Services[AdminSettings], name: str, now: float) -> f
 
 def _active_sessions(services: Services[AdminSettings]) -> list[SessionView]:
     views = []
-    for item in services.store.due(DueList.OPEN, FAR_FUTURE, max_items=MAX_SESSIONS):
+    for item in services.store.due(DueList.OPEN, max_items=MAX_SESSIONS):
         view = services.store.load_session(SessionMeta.model_validate(item).sid)
         if view is not None and view.meta.done_at is None:
             views.append(view)
@@ -146,16 +146,11 @@ def _failures_by_code(
     codes: Counter[str] = Counter()
     budget = MAX_FAILED_UNITS
     for view in views:
-        for status in (UnitStatus.FAILED, UnitStatus.TIMEOUT):
-            start = None
-            while view.count(status) and budget > 0:
-                units, start = services.store.list_units(
-                    view.sid, limit=min(budget, 1000), start=start, status=status
-                )
-                budget -= len(units)
-                codes.update(u.error.code if u.error else status.value for u in units)
-                if not start:
-                    break
+        if budget <= 0:
+            break
+        failures = failed_units(services, view, limit=budget)
+        budget -= len(failures)
+        codes.update(f.code for f in failures)
     return dict(codes.most_common())
 
 

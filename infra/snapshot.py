@@ -15,6 +15,7 @@ stopped its handlers first; after an unclean one the stack runs chute's recovery
 
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import os
 import pickle
@@ -59,10 +60,9 @@ def _pickled(name: str) -> bytes:
 
     for attempt in range(ATTEMPTS):
         try:
-            if name == "dynamodb":
-                with requests_lock():
-                    return pickle.dumps(dict(_backend(name)), protocol=pickle.HIGHEST_PROTOCOL)
-            return pickle.dumps(dict(_backend(name)), protocol=pickle.HIGHEST_PROTOCOL)
+            # The table is copied under the lock every DynamoDB request takes: one instant.
+            with requests_lock() if name == "dynamodb" else contextlib.nullcontext():
+                return pickle.dumps(dict(_backend(name)), protocol=pickle.HIGHEST_PROTOCOL)
         except RuntimeError:  # "dictionary changed size during iteration"
             if attempt == ATTEMPTS - 1:
                 raise

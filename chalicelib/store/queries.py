@@ -82,20 +82,25 @@ class Queries:
         consistent: bool = False,
     ) -> tuple[list[UnitItem], StartKey | None]:
         """Units in input order; a status filter may return fewer than limit with a next key."""
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :f)",
-            "ExpressionAttributeValues": serialize({":pk": session_pk(sid), ":f": "F#"}),
-            "Limit": limit,
-            "ConsistentRead": consistent,
-        }
-        if status is not None:
-            kwargs["FilterExpression"] = "#status = :status"
-            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
-            kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
+        kwargs = _units_query(sid, status, consistent)
+        kwargs["Limit"] = limit
         if start:
             kwargs["ExclusiveStartKey"] = start
         items, last = self._table.query(**kwargs)
         return [UnitItem.model_validate(i) for i in items], last
+
+    def iter_units(
+        self,
+        sid: str,
+        *,
+        status: UnitStatus | None = None,
+        consistent: bool = False,
+        max_items: int | None = None,
+    ) -> Iterator[UnitItem]:
+        """Every unit (of `status`) in input order, page after page, up to max_items."""
+        kwargs = _units_query(sid, status, consistent)
+        for item in self._table.query_all(max_items=max_items, **kwargs):
+            yield UnitItem.model_validate(item)
 
     def units_of_file(self, sid: str, file: int) -> Iterator[UnitItem]:
         for item in self._table.query_all(
@@ -115,8 +120,19 @@ class Queries:
             )
         ]
 
-    def due(self, due_list: DueList, before: float, *, max_items: int = 1000) -> Iterator[Item]:
-        """Items on a due list whose time is before `before`, oldest first, every page."""
+    def due(
+        self, due_list: DueList, before: float | None = None, *, max_items: int = 1000
+    ) -> Iterator[Item]:
+        """Items on a due list whose time is before `before` (None: all of them), oldest
+        first, every page."""
+        if before is None:
+            return self._table.query_all(
+                max_items=max_items,
+                IndexName="GSI2",
+                KeyConditionExpression="#GSI2PK = :list",
+                ExpressionAttributeNames=names_in("#GSI2PK"),
+                ExpressionAttributeValues=serialize({":list": due_list.value}),
+            )
         return self._table.query_all(
             max_items=max_items,
             IndexName="GSI2",
@@ -146,3 +162,17 @@ class Queries:
             kwargs["ExclusiveStartKey"] = start
         items, last = self._table.query(**kwargs)
         return [NotificationItem.model_validate(i) for i in items], last
+
+
+def _units_query(sid: str, status: UnitStatus | None, consistent: bool) -> dict[str, Any]:
+    """The Query of a session's units in input order, filtered to `status` when given."""
+    kwargs: dict[str, Any] = {
+        "KeyConditionExpression": "PK = :pk AND begins_with(SK, :f)",
+        "ExpressionAttributeValues": serialize({":pk": session_pk(sid), ":f": "F#"}),
+        "ConsistentRead": consistent,
+    }
+    if status is not None:
+        kwargs["FilterExpression"] = "#status = :status"
+        kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+        kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
+    return kwargs

@@ -30,13 +30,12 @@ class Writes:
         self, meta: SessionMeta, declared: Sequence[DeclaredFile], *, first_check: float
     ) -> bool:
         """One declared-file item per manifest entry, then the META item unless it exists
-        already: created by this call?
+        already: created by this call? (The declared items are written either way: a caller
+        that may meet an existing session checks first.)
 
         META last: if a write fails half-way, no session exists that counts on files it has no
         record of (the declared items left behind expire by TTL).
         """
-        if self._table.get(meta_key(meta.sid)) is not None:
-            return False  # never overwrite a live session's declared files
         self._table.batch_put([d.to_item() for d in declared])
         return self._table.put(meta.to_item(first_check=first_check), only_new=True)
 
