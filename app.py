@@ -109,7 +109,8 @@ def get_session(sid: str) -> Response:
 def list_files(sid: str) -> Response:
     services, request = get_services(ApiSettings), _request()
     sessions.owned_session(services.store, sid, current_user(request, services))
-    units, last = services.store.list_units(
+    units, last = sessions.unit_page(
+        services.store,
         sid,
         limit=query_limit(request),
         start=query_cursor(request),
@@ -117,6 +118,16 @@ def list_files(sid: str) -> Response:
     )
     rows = [sessions.unit_row(u).model_dump(mode="json") for u in units]
     return json_response({"items": rows, "next_cursor": encode_cursor(last)})
+
+
+@app.route("/sessions/{sid}/uploads", methods=["GET", "POST"], cors=True)
+@handles_errors
+def missing_uploads(sid: str) -> Response:
+    """GET: the declared files that have not arrived; POST: the same, with a fresh form each."""
+    services, request = get_services(ApiSettings), _request()
+    view = sessions.owned_session(services.store, sid, current_user(request, services))
+    presign = request.method == "POST"
+    return json_response(sessions.missing_uploads(services, view, presign=presign))
 
 
 @app.route("/sessions/{sid}/results", methods=["GET"], cors=True)
@@ -129,6 +140,10 @@ def get_results(sid: str) -> Response:
     fmt = export.parse_format(query_param(request, "format"))
     view = sessions.owned_session(services.store, sid, current_user(request, services))
     made = export.export_results(services, view, fmt)
+    if "application/json" in (request.headers.get("accept") or ""):
+        # A page cannot follow a 302 to S3 with its bearer token and read it as a download: it
+        # asks for the link instead.
+        return json_response({"url": made.url, "format": fmt, "version": view.version})
     return Response(
         body="", status_code=302, headers={"Location": made.url, "Cache-Control": "no-store"}
     )

@@ -208,6 +208,23 @@ class CreateSessionResponse(Model):
     expires_at: float
 
 
+class MissingFile(Model):
+    """A declared file whose upload has not arrived, and (POST) a fresh form to send it with."""
+
+    ordinal: int
+    name: str
+    size: int
+    content_type: str
+    upload: UploadTicket | None = None
+
+
+class MissingUploads(Model):
+    session_id: str
+    files: list[MissingFile]
+    # When the upload window closes: after it, files still missing fail `upload_missing`.
+    upload_deadline: float
+
+
 class Counts(Model):
     pending: int = 0
     running: int = 0
@@ -242,6 +259,8 @@ class SessionSummary(Model):
     can_resume: bool
     # Why a paused session paused: "requested", or "failure_rate" when it paused itself.
     pause_reason: str | None = None
+    # While files are still to arrive: when the upload window closes (see /uploads), else None.
+    upload_deadline: float | None = None
     notified: bool
     version: int
     created_at: float

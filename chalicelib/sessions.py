@@ -7,7 +7,7 @@ from typing import Any
 from chalicelib.batch import MAX_BATCH_BYTES, rows_from_prompts, rows_from_text, rows_jsonl
 from chalicelib.bodies import parse_body
 from chalicelib.config import ApiSettings
-from chalicelib.errors import InvalidInput, NotFound
+from chalicelib.errors import Conflict, InvalidInput, NotFound
 from chalicelib.filetypes import (
     ARCHIVE_EXTENSIONS,
     BATCH_EXTENSIONS,
@@ -22,6 +22,8 @@ from chalicelib.models import (
     CreateSessionRequest,
     CreateSessionResponse,
     FileSpec,
+    MissingFile,
+    MissingUploads,
     SessionState,
     SessionStatus,
     SessionSummary,
@@ -32,8 +34,10 @@ from chalicelib.models import (
 from chalicelib.presign import presign_upload, upload_key
 from chalicelib.prompttemplate import check_template, placeholders
 from chalicelib.services import Services
-from chalicelib.store import Store
+from chalicelib.store import StartKey, Store
+from chalicelib.store.codec import serialize
 from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
+from chalicelib.store.keys import UnitRef
 
 # One type policy (chalicelib.filetypes): what may be uploaded alone is what the processor reads,
 # plus zips of such documents.
@@ -212,6 +216,44 @@ def create_session(services: Services[ApiSettings], owner: str, body: Any) -> Cr
     )
 
 
+def missing_uploads(
+    services: Services[ApiSettings], view: SessionView, *, presign: bool
+) -> MissingUploads:
+    """The declared files that have not arrived; with `presign`, a fresh form for each.
+
+    For a person whose upload was cut short (a reload, a lost connection): the same file sent
+    again to the same key is read once, as the fan-out claims each file once. The new forms
+    expire with the session's upload window, which a re-upload does not extend.
+    """
+    meta, now = view.meta, services.clock.now()
+    if meta.done_at is not None or meta.state in (SessionState.CANCELLING, SessionState.CANCELLED):
+        status = session_status(view).value
+        raise Conflict(
+            f"A {status.replace('_', ' ')} session takes no more uploads.",
+            code="invalid_state",
+            details={"status": status},
+        )
+    missing = [f for f in services.store.declared_files(meta.sid) if f.fanned_out_at is None]
+    left = int(meta.upload_deadline - now)
+    if presign and missing and left < 1:
+        raise Conflict(
+            "The upload window of this session has closed: start a new session with these files.",
+            code="upload_window_closed",
+            details={"upload_deadline": meta.upload_deadline},
+        )
+    settings = services.settings
+    files = []
+    for declared in sorted(missing, key=lambda f: f.file):
+        spec = FileSpec(name=declared.name, size=declared.size, content_type=declared.content_type)
+        ticket = (
+            presign_upload(services.s3, settings.bucket, meta.sid, declared.file, spec, left, now)
+            if presign
+            else None
+        )
+        files.append(MissingFile(ordinal=declared.file, **spec.model_dump(), upload=ticket))
+    return MissingUploads(session_id=meta.sid, files=files, upload_deadline=meta.upload_deadline)
+
+
 def session_status(view: SessionView) -> SessionStatus:
     meta = view.meta
     if meta.state == SessionState.CANCELLED or (
@@ -284,6 +326,7 @@ def summarize(view: SessionView, now: float) -> SessionSummary:
             and view.count(UnitStatus.FAILED) + view.count(UnitStatus.TIMEOUT) > 0
         ),
         pause_reason=meta.pause_reason if meta.state == SessionState.PAUSED else None,
+        upload_deadline=meta.upload_deadline if meta.files_pending and not meta.done_at else None,
         notified=meta.notified,
         version=view.version,
         created_at=meta.created_at,
@@ -306,6 +349,39 @@ def owned_session(store: Store, sid: str, owner: str) -> SessionView:
 
 def _plausible_id(sid: str) -> bool:
     return 0 < len(sid) <= 64 and sid.isalnum()
+
+
+# A filtered page reads at most this many units before it answers with what it found and a cursor,
+# so one request stays short however sparse the matches are.
+FILTER_READ_PAGE = 1000
+FILTER_READ_MAX = 5000
+
+
+def unit_page(
+    store: Store, sid: str, *, limit: int, start: StartKey | None, status: UnitStatus | None
+) -> tuple[list[UnitItem], StartKey | None]:
+    """Up to `limit` units (of `status`) in input order, and where the next page starts.
+
+    DynamoDB's Limit counts the units read, not the ones a filter keeps: a filtered page reads
+    on until it has `limit` matches (or has read FILTER_READ_MAX units), and its cursor is the
+    last unit it returns, so no match is skipped or shown twice."""
+    if status is None:
+        return store.list_units(sid, limit=limit, start=start)
+    found: list[UnitItem] = []
+    cursor, read = start, 0
+    while True:
+        units, last = store.list_units(sid, limit=FILTER_READ_PAGE, start=cursor, status=status)
+        read += FILTER_READ_PAGE
+        room = limit - len(found)
+        if len(units) >= room:
+            found += units[:room]
+            more = len(units) > room or last is not None
+            tail = found[-1]
+            return found, serialize(UnitRef(sid, tail.file, tail.index).key) if more else None
+        found += units
+        if last is None or read >= FILTER_READ_MAX:
+            return found, last
+        cursor = last
 
 
 def unit_row(unit: UnitItem) -> UnitRow:
