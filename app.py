@@ -29,6 +29,7 @@ from chalicelib.http import (
     query_limit,
     query_param,
 )
+from chalicelib.metrics import publish_operator_metrics
 from chalicelib.models import Preferences
 from chalicelib.queues import batch_concurrency, run_batch
 from chalicelib.redrive import redrive
@@ -274,6 +275,7 @@ def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
 def sweeper(event: CloudWatchEvent) -> None:
-    sweep(
-        get_services(SweeperSettings), getattr(event.context, "get_remaining_time_in_millis", None)
-    )
+    services = get_services(SweeperSettings)
+    sweep(services, getattr(event.context, "get_remaining_time_in_millis", None))
+    if services.settings.operator_metrics:
+        publish_operator_metrics(admin_stats(get_services(AdminSettings)))

@@ -36,6 +36,9 @@ class ApiSettings(CoreSettings):
     # Files not arrived this long after the presigned POSTs expired are failed by the sweeper
     # (an upload started just before expiry may still be on its way).
     upload_grace_s: int = Field(default=900, ge=0)
+    # On AWS, the events topic: each person who wants email gets their own subscription to it
+    # (chalicelib.subscriptions). Unset locally, where the outbox shows every email.
+    email_topic_arn: str | None = None
 
 
 class ModelSettings(CoreSettings):
@@ -74,6 +77,8 @@ class SweeperSettings(WorkSettings):
     # The uploads queue's dead-letter queue: the sweeper finishes the files whose fan-out kept
     # failing.
     uploads_dlq_url: str | None = None
+    # Print the operator's numbers as CloudWatch EMF metrics each run (chalicelib.metrics): on AWS.
+    operator_metrics: bool = False
 
 
 class ControlSettings(ApiSettings, WorkSettings):

@@ -38,6 +38,7 @@ from chalicelib.store import StartKey, Store
 from chalicelib.store.codec import serialize
 from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
 from chalicelib.store.keys import UnitRef
+from chalicelib.subscriptions import sync_email_subscription
 
 # One type policy (chalicelib.filetypes): what may be uploaded alone is what the processor reads,
 # plus zips of such documents.
@@ -146,7 +147,10 @@ def default_name(request: CreateSessionRequest, inline: bytes | None) -> str | N
     return request.files[0].name if len(request.files) == 1 else None
 
 
-def create_session(services: Services[ApiSettings], owner: str, body: Any) -> CreateSessionResponse:
+def create_session(
+    services: Services[ApiSettings], owner: str, body: Any, *, email: str | None = None
+) -> CreateSessionResponse:
+    """A new session from a manifest; `email`, the caller's address where known (AWS)."""
     request = parse_manifest(body)
     check_limits(request, services)
     inline = inline_rows(request)
@@ -154,6 +158,12 @@ def create_session(services: Services[ApiSettings], owner: str, body: Any) -> Cr
     if inline is not None:
         files = [FileSpec(name=INLINE_BATCH_NAME, size=len(inline), content_type=JSONL_TYPE)]
     settings, clock = services.settings, services.clock
+    preferences = services.store.get_preferences_item(owner)
+    if settings.email_topic_arn and email:
+        # The first session of a person who wants email subscribes them (once: see the module).
+        sync_email_subscription(
+            services.sns, settings.email_topic_arn, services.store, preferences, email
+        )
     now = clock.now()
     sid = clock.new_id()
     expires_in = settings.presign_expiry_s
@@ -174,7 +184,7 @@ def create_session(services: Services[ApiSettings], owner: str, body: Any) -> Cr
             if request.job_type == "prompts"
             else {}
         ),
-        notify=request.notify.applied_to(services.store.get_preferences(owner)),
+        notify=request.notify.applied_to(preferences.preferences),
         files_total=len(files),
         files_pending=len(files),
         created_at=now,

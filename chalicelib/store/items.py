@@ -258,14 +258,28 @@ class UnitPatch(Model):
         return [k for k in sorted(self.model_fields_set) if getattr(self, k) is None]
 
 
+class EmailSubscription(Model):
+    """A person's email subscription to the events topic, as chute made it (on AWS)."""
+
+    address: str
+    arn: str
+    # The events its filter policy lets through (with the person's user_id).
+    events: list[str]
+
+
 class PreferencesItem(Model):
     """A person's notification preferences (DESIGN §7): `U#{owner}`, `PREFS`."""
 
     owner: str
     preferences: Preferences
+    subscription: EmailSubscription | None = None
 
     def to_item(self) -> Item:
-        return {"PK": user_pk(self.owner), "SK": PREFS_SK, **self.model_dump(mode="json")}
+        return {
+            "PK": user_pk(self.owner),
+            "SK": PREFS_SK,
+            **self.model_dump(mode="json", exclude_none=True),
+        }
 
 
 class NotificationItem(Model):

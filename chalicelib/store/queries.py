@@ -145,8 +145,14 @@ class Queries:
 
     def get_preferences(self, owner: str) -> Preferences:
         """A person's notification preferences; the defaults until they set any."""
+        return self.get_preferences_item(owner).preferences
+
+    def get_preferences_item(self, owner: str) -> PreferencesItem:
+        """A person's preferences and email subscription; the defaults until they set any."""
         item = self._table.get({"PK": user_pk(owner), "SK": PREFS_SK}, consistent=False)
-        return PreferencesItem.model_validate(item).preferences if item else Preferences()
+        if item is None:
+            return PreferencesItem(owner=owner, preferences=Preferences())
+        return PreferencesItem.model_validate(item)
 
     def list_notifications(
         self, owner: str, *, limit: int, start: StartKey | None

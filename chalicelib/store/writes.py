@@ -13,12 +13,14 @@ from chalicelib.store.items import (
     UnitItem,
 )
 from chalicelib.store.keys import (
+    PREFS_SK,
     DueList,
     UnitRef,
     declared_file_key,
     index_key,
     meta_key,
     unit_sk,
+    user_pk,
 )
 from chalicelib.store.table import Table
 
@@ -69,7 +71,15 @@ class Writes:
         self._table.put(notification.to_item())
 
     def put_preferences(self, owner: str, preferences: Preferences) -> None:
-        self._table.put(PreferencesItem(owner=owner, preferences=preferences).to_item())
+        """Set a person's preferences, keeping the email subscription chute made for them."""
+        self._table.update(
+            {"PK": user_pk(owner), "SK": PREFS_SK},
+            "SET #owner = :owner, #preferences = :preferences",
+            values={":owner": owner, ":preferences": preferences.model_dump(mode="json")},
+        )
+
+    def put_preferences_item(self, item: PreferencesItem) -> None:
+        self._table.put(item.to_item())
 
     def reschedule(
         self, key: Mapping[str, str], due_list: DueList, when: float, *parts: str

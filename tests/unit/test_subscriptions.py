@@ -1,0 +1,101 @@
+"""A person's email subscription follows their preferences, against moto's SNS."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib.models import Event, Preferences
+from chalicelib.store import Store
+from chalicelib.subscriptions import sync_email_subscription
+from infra.provision import Provisioned
+
+ENDINGS = [Event.COMPLETED, Event.COMPLETED_WITH_ERRORS, Event.FAILED]
+
+
+def email_subscriptions(sns: Any, topic: str) -> list[dict[str, Any]]:
+    """Each email subscription on the topic with its address and filter policy."""
+    found = []
+    for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]:
+        if s["Protocol"] != "email":
+            continue
+        attributes = sns.get_subscription_attributes(SubscriptionArn=s["SubscriptionArn"])
+        policy = json.loads(attributes["Attributes"].get("FilterPolicy", "null"))
+        found.append({"address": s["Endpoint"], "policy": policy})
+    return found
+
+
+@pytest.fixture
+def sns(aws: boto3.Session) -> Any:
+    return aws.client("sns")
+
+
+def test_a_person_is_subscribed_once_with_their_user_and_email_events(
+    sns: Any, store: Store, provisioned: Provisioned
+) -> None:
+    topic = provisioned.topic_arn
+    item = store.get_preferences_item("alice")
+    synced = sync_email_subscription(sns, topic, store, item, "alice@example.com")
+
+    events = [e.value for e in Preferences().email]
+    assert email_subscriptions(sns, topic) == [
+        {"address": "alice@example.com", "policy": {"user_id": ["alice"], "event": events}}
+    ]
+    assert synced.subscription is not None
+    assert store.get_preferences_item("alice") == synced
+    # Once in place, a session start makes no SNS call: the item says it is so.
+    calls: list[str] = []
+    sns.meta.events.register("before-call.sns", lambda model, **_: calls.append(model.name))
+    assert sync_email_subscription(sns, topic, store, synced, "alice@example.com") == synced
+    assert calls == []
+
+
+def test_the_filter_follows_the_preferences_and_goes_with_the_last_email_event(
+    sns: Any, store: Store, provisioned: Provisioned
+) -> None:
+    topic = provisioned.topic_arn
+    item = sync_email_subscription(
+        sns, topic, store, store.get_preferences_item("bob"), "bob@example.com"
+    )
+    store.put_preferences("bob", Preferences(email=ENDINGS, in_app=[]))
+    changed = sync_email_subscription(sns, topic, store, store.get_preferences_item("bob"), None)
+    assert changed.subscription is not None
+    assert item.subscription is not None
+    assert changed.subscription.arn == item.subscription.arn  # the same subscription, refiltered
+    assert email_subscriptions(sns, topic) == [
+        {
+            "address": "bob@example.com",
+            "policy": {"user_id": ["bob"], "event": [e.value for e in ENDINGS]},
+        }
+    ]
+    # The preferences written since keep the subscription chute made.
+    assert store.get_preferences_item("bob").subscription == changed.subscription
+
+    store.put_preferences("bob", Preferences(email=[], in_app=list(Event)))
+    gone = sync_email_subscription(sns, topic, store, store.get_preferences_item("bob"), None)
+    assert gone.subscription is None
+    assert email_subscriptions(sns, topic) == []
+
+
+def test_a_new_address_replaces_the_old_subscription(
+    sns: Any, store: Store, provisioned: Provisioned
+) -> None:
+    topic = provisioned.topic_arn
+    first = sync_email_subscription(
+        sns, topic, store, store.get_preferences_item("carol"), "carol@old.example"
+    )
+    sync_email_subscription(sns, topic, store, first, "carol@new.example")
+    assert [s["address"] for s in email_subscriptions(sns, topic)] == ["carol@new.example"]
+
+
+def test_without_an_address_nobody_is_subscribed(
+    sns: Any, store: Store, provisioned: Provisioned
+) -> None:
+    item = sync_email_subscription(
+        sns, provisioned.topic_arn, store, store.get_preferences_item("dave"), None
+    )
+    assert item.subscription is None
+    assert email_subscriptions(sns, provisioned.topic_arn) == []
