@@ -72,6 +72,8 @@ def open_page(page: Page, info: dict[str, Any], token: str | None = None) -> lis
 
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    # (Chromium logs each answer >= 400 as a console error: the tests that cause one on purpose
+    # take it out again.)
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.goto(f"{info['api_url']}/#token={token or info['token']}")
     expect(page.locator("#whoami")).to_have_text(re.compile(r"^Signed in as "))
@@ -197,6 +199,14 @@ def test_pasted_prompts_pause_resume_and_a_reload_mid_way(
         )
         expect(page.locator("#step")).to_contain_text("Processing rows… ")
 
+        # The server stops answering for a while: the page says so, then carries on.
+        summary_url = re.compile(r".*/sessions/[0-9a-f]+$")
+        page.route(summary_url, lambda route: route.fulfill(status=503, body="{}"))
+        expect(page.locator("#connection")).to_contain_text("Reconnecting… ", timeout=10_000)
+        page.unroute(summary_url)
+        expect(page.locator("#connection")).to_be_hidden(timeout=10_000)
+        problems[:] = [p for p in problems if "status of 503 (Service Unavailable)" not in p]
+
         page.click("#pause")
         expect(page.locator("#session-status")).to_have_attribute("data-status", "paused")
         expect(page.locator("#paused-why")).to_have_text(
@@ -304,10 +314,27 @@ def test_notifications_preferences_and_the_operator_view(tmp_path: Path, page: P
         ops = issue_token(key, "ops", time.time(), admin=True)
         problems = open_page(page, info, token=ops)
         expect(page.locator("#show-operator")).to_be_visible()
-        page.set_input_files("#files", files=[zip_payload(3)])
+        # A scanned PDF (pages, no text layer) is skipped, and the table says why.
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("scan.pdf", make_pdf([""], title="Scan"))
+            z.writestr("broken.pdf", make_pdf(["A page."])[:100])
+            z.writestr("note.txt", "A few words to read.")
+        scans: FilePayload = {
+            "name": "docs.zip",
+            "mimeType": "application/zip",
+            "buffer": archive.getvalue(),
+        }
+        page.set_input_files("#files", files=[scans])
         page.click("#start")
         expect(page.locator("#session-status")).to_have_attribute(
             "data-status", "completed_with_errors", timeout=60_000
+        )
+        expect(page.locator("#summary")).to_have_text("1 of 3 done, 1 failed, 1 skipped")
+        scan = page.locator("#unit-rows tr", has_text="scan.pdf")
+        expect(scan).to_have_attribute("data-status", "skipped")
+        expect(scan.locator("td[data-label=Error]")).to_contain_text(
+            "no_text_layer This PDF has no text to read on any of its 1 pages: it looks scanned"
         )
 
         page.click("#show-notifications")
