@@ -937,6 +937,8 @@ async function loadNotifications() {
 
 function notificationItem(n) {
   const event = n.event.replace("session.", "");
+  // The message is what the email says (locally: what the outbox printed).
+  const text = el("details", {}, el("summary", {}, "Message"), el("pre", { className: "message" }, n.message));
   return el(
     "li",
     { dataset: { event } },
@@ -944,6 +946,7 @@ function notificationItem(n) {
     " ",
     sessionLink(n.session_id, n.subject),
     el("span", { className: "muted" }, ` · ${formatTime(n.created_at)}`),
+    text,
   );
 }
 
