@@ -1,22 +1,15 @@
 """What the page needs of the API beyond the CLI: files sent again after an upload was cut short,
-the results link as JSON, and filtered pages of units that neither skip nor repeat a match."""
+and the results link as JSON (filtered pages of units: tests/unit/test_unit_page.py)."""
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from typing import Any
 
-import pytest
 import requests
 
-from chalicelib import sessions
 from chalicelib.clock import FakeClock
-from chalicelib.processors.pdfgen import make_pdf
 from tests.integration.conftest import Stack
-
-BROKEN_PDF = make_pdf(["A page."], title="Broken")[:200]
 
 
 def post(stack: Stack, path: str, user: str = "alice") -> tuple[int, dict[str, Any]]:
@@ -105,42 +98,3 @@ def test_the_results_link_is_json_for_a_page_and_a_redirect_for_everyone_else(
         302,
         link["url"].split("?")[0],
     )
-
-
-def zip_with_failures(files: int, every: int) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for n in range(files):
-            if n % every == every - 1:
-                archive.writestr(f"f{n:02d}.pdf", BROKEN_PDF)
-            else:
-                archive.writestr(f"f{n:02d}.txt", f"text {n} " * 5)
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize(("read_page", "read_max"), [(1000, 5000), (3, 5000), (3, 6)])
-def test_a_filtered_page_of_units_neither_skips_nor_repeats_a_match(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, read_page: int, read_max: int
-) -> None:
-    # Small reads force the page to read on (and, with a small maximum, to stop early).
-    monkeypatch.setattr(sessions, "FILTER_READ_PAGE", read_page)
-    monkeypatch.setattr(sessions, "FILTER_READ_MAX", read_max)
-    sid = stack.create([("docs.zip", zip_with_failures(25, every=5))])["session_id"]
-    assert stack.run_until_settled(sid)["counts"]["failed"] == 5
-
-    pages: list[list[str]] = []
-    cursor = None
-    while True:
-        query = "status=failed&limit=2" + (f"&cursor={cursor}" if cursor else "")
-        status, page = stack.get(f"/sessions/{sid}/files?{query}")
-        assert status == 200
-        pages.append([u["name"] for u in page["items"]])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-        assert len(pages) < 20
-    names = [name for page in pages for name in page]
-    assert names == ["f04.pdf", "f09.pdf", "f14.pdf", "f19.pdf", "f24.pdf"]
-    assert all(len(page) <= 2 for page in pages)
-    if read_max == 5000:  # reads on until a page is full
-        assert [len(page) for page in pages] == [2, 2, 1]
