@@ -315,8 +315,9 @@ class ChuteClient:
         return _json_or_raise(response)
 
     def results(self, session_id: str, fmt: str = "csv") -> bytes:
-        """The session's results in input order, as they are now: the API answers with a
-        redirect to the export in storage, fetched without the API's credentials."""
+        """The session's results in input order, as they are now: the API answers with the
+        export's link in storage (as JSON, since we accept JSON; a 302 from older servers),
+        fetched without the API's credentials."""
         response = self._http.get(
             self.api_url + _path("sessions", session_id, "results"),
             params={"format": fmt},
@@ -324,14 +325,17 @@ class ChuteClient:
             timeout=self._timeout,
             allow_redirects=False,
         )
-        if response.status_code != 302:
-            _json_or_raise(response)
-            raise ApiError(
-                "unexpected_answer",
-                "The API did not redirect to the results.",
-                response.status_code,
-            )
-        export = self._http.get(response.headers["Location"], timeout=self._timeout)
+        if response.status_code == 302:
+            url = response.headers["Location"]
+        else:
+            url = _json_or_raise(response).get("url")
+            if not isinstance(url, str):
+                raise ApiError(
+                    "unexpected_answer",
+                    "The API did not say where the results are.",
+                    response.status_code,
+                )
+        export = self._http.get(url, timeout=self._timeout)
         if not export.ok:
             raise _storage_error(export)
         return export.content

@@ -1051,9 +1051,13 @@ def test_a_control_the_sessions_status_forbids_is_the_apis_409(api: FakeApi) -> 
     assert one_error_line(result) == f"{message} (invalid_state, HTTP 409)"
 
 
-def results_routes(api: FakeApi, fmt: str, data: bytes) -> None:
+def results_routes(api: FakeApi, fmt: str, data: bytes, *, redirect: bool = False) -> None:
+    """The API's answer to a client that accepts JSON: the export's link (or, with `redirect`,
+    the 302 it gives everyone else)."""
     export = "http://s3.test/exports/v3." + fmt
-    api.on("GET", f"/sessions/s1/results?format={fmt}", (302, {"Location": export}, b""))
+    link = json.dumps({"url": export, "format": fmt, "version": 3}).encode()
+    answer = (302, {"Location": export}, b"") if redirect else (200, {}, link)
+    api.on("GET", f"/sessions/s1/results?format={fmt}", answer)
     api.on("GET", export, (200, {}, data))
 
 
@@ -1069,8 +1073,9 @@ def test_results_are_written_to_the_session_id_dot_format_here(
     assert result.stdout == ""
 
 
-def test_results_output_file_and_format(api: FakeApi, tmp_path: Path) -> None:
-    results_routes(api, "xlsx", b"PK\x03\x04xlsx")
+@pytest.mark.parametrize("redirect", [False, True])
+def test_results_output_file_and_format(api: FakeApi, tmp_path: Path, redirect: bool) -> None:
+    results_routes(api, "xlsx", b"PK\x03\x04xlsx", redirect=redirect)
     target = tmp_path / "out.xlsx"
     result = chute("results", "s1", "--format", "xlsx", "-o", str(target))
     assert result.exit_code == 0, result.output
