@@ -325,16 +325,17 @@ class ChuteClient:
             timeout=self._timeout,
             allow_redirects=False,
         )
-        if response.status_code == 302:
-            url = response.headers["Location"]
-        else:
-            url = _json_or_raise(response).get("url")
-            if not isinstance(url, str):
-                raise ApiError(
-                    "unexpected_answer",
-                    "The API did not say where the results are.",
-                    response.status_code,
-                )
+        url: object = (
+            response.headers["Location"]
+            if response.status_code == 302
+            else _json_or_raise(response).get("url")
+        )
+        if not isinstance(url, str):
+            raise ApiError(
+                "unexpected_answer",
+                "The API did not say where the results are.",
+                response.status_code,
+            )
         export = self._http.get(url, timeout=self._timeout)
         if not export.ok:
             raise _storage_error(export)
