@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from chalicelib.models import SessionState
-from chalicelib.store.keys import DueList, index_key, meta_key
+from chalicelib.store.keys import DueList, due_pk, index_key, meta_key
 from chalicelib.store.table import Table
 
 
@@ -57,7 +57,7 @@ class Control:
             values={
                 ":false": False,
                 ":none": {},
-                ":open": DueList.OPEN.value,
+                ":open": due_pk(DueList.OPEN, meta_key(sid)),
                 ":due": index_key(recheck, sid),
                 ":one": 1,
                 ":now": now,

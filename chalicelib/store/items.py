@@ -29,6 +29,7 @@ from chalicelib.store.keys import (
     DueList,
     UnitRef,
     declared_file_key,
+    due_pk,
     index_key,
     meta_key,
     user_pk,
@@ -89,7 +90,7 @@ class SessionMeta(Model):
             **meta_key(self.sid),
             "GSI1PK": user_pk(self.owner),
             "GSI1SK": f"{int(self.created_at * 1000):014d}#{self.sid}",
-            "GSI2PK": DueList.OPEN.value,
+            "GSI2PK": due_pk(DueList.OPEN, meta_key(self.sid)),
             "GSI2SK": index_key(first_check, self.sid),
             **item,
         }

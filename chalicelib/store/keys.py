@@ -5,15 +5,25 @@ A session's META item and its COUNTER_SHARDS counter items share a partition of 
 counts on the same shard, so no per-unit write touches META and no single item takes every
 transition (DynamoDB allows ~1,000 WCU/s per item). A status read is one Query of that small
 partition, whatever the number of units.
+
+Each due list is spread over DUE_SHARDS partitions of GSI2 (`LEASE#00` … `LEASE#15`): with one
+constant key, every claim of every session would write one GSI partition, and DynamoDB throttles
+the table's writes when an index partition falls behind (~1,000 WCU/s each). An item's shard is
+fixed by a hash of its table key, so rewriting it (a heartbeat, a reschedule) lands on the same
+shard; readers read every shard, and the unsharded key items were written under before sharding.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 COUNTER_SHARDS = 16
+# Shards of each GSI2 due list. At 1,000 units/s the lease list takes ~2,000 index writes/s
+# (on and off per unit; bench.hot_items measures it): ~125 per shard, an eighth of the limit.
+DUE_SHARDS = 16
 META_SK = "META"
 PREFS_SK = "PREFS"
 
@@ -27,6 +37,22 @@ class DueList(StrEnum):
     LEASE = "LEASE"  # running units, by lease expiry
     RETRY = "RETRY"  # units requeued for another attempt, by when its message is overdue
     DEAD = "DEAD"  # units failed as dead letters, until an operator re-drives them (redrive)
+
+
+def due_shard(key: Mapping[str, str]) -> int:
+    """The due-list shard of the item with this table key: the same for every write of it."""
+    return zlib.crc32(f"{key['PK']}|{key['SK']}".encode()) % DUE_SHARDS
+
+
+def due_pk(due_list: DueList, key: Mapping[str, str]) -> str:
+    """The GSI2 partition key the item with this table key is listed under on `due_list`."""
+    return f"{due_list.value}#{due_shard(key):02d}"
+
+
+def due_pks(due_list: DueList) -> list[str]:
+    """Every partition of a due list a reader must read: its shards, then the unsharded key
+    that items listed before sharding still carry (until their next move re-lists them)."""
+    return [f"{due_list.value}#{shard:02d}" for shard in range(DUE_SHARDS)] + [due_list.value]
 
 
 def index_key(when: float, *parts: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from chalicelib.store.keys import (
     DueList,
     UnitRef,
     declared_file_key,
+    due_pks,
     index_key,
     meta_key,
     meta_pk,
@@ -124,24 +127,26 @@ class Queries:
         self, due_list: DueList, before: float | None = None, *, max_items: int = 1000
     ) -> Iterator[Item]:
         """Items on a due list whose time is before `before` (None: all of them), oldest
-        first, every page."""
-        if before is None:
-            return self._table.query_all(
-                max_items=max_items,
+        first, up to max_items.
+
+        Every shard of the list (and its unsharded key, keys.due_pks) is read page by page,
+        each page only when the merge needs it, so a short read asks for one page per shard.
+        """
+        condition, values = "#GSI2PK = :list", dict[str, str]()
+        if before is not None:
+            condition += " AND #GSI2SK < :before"
+            values[":before"] = index_key(before)
+        shards = [
+            self._table.query_all(
                 IndexName="GSI2",
-                KeyConditionExpression="#GSI2PK = :list",
-                ExpressionAttributeNames=names_in("#GSI2PK"),
-                ExpressionAttributeValues=serialize({":list": due_list.value}),
+                KeyConditionExpression=condition,
+                ExpressionAttributeNames=names_in(condition),
+                ExpressionAttributeValues=serialize({**values, ":list": pk}),
             )
-        return self._table.query_all(
-            max_items=max_items,
-            IndexName="GSI2",
-            KeyConditionExpression="#GSI2PK = :list AND #GSI2SK < :before",
-            ExpressionAttributeNames=names_in("#GSI2PK #GSI2SK"),
-            ExpressionAttributeValues=serialize(
-                {":list": due_list.value, ":before": index_key(before)}
-            ),
-        )
+            for pk in due_pks(due_list)
+        ]
+        merged = heapq.merge(*shards, key=lambda item: str(item["GSI2SK"]))
+        return itertools.islice(merged, max_items)
 
     def get_preferences(self, owner: str) -> Preferences:
         """A person's notification preferences; the defaults until they set any."""

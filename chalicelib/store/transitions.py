@@ -31,6 +31,7 @@ from chalicelib.store.keys import (
     DueList,
     UnitRef,
     declared_file_key,
+    due_pk,
     index_key,
     meta_key,
     shard_key,
@@ -152,14 +153,14 @@ class Transitions:
             if from_ == S.PENDING and lease is None:
                 raise ValueError("a claim needs a lease")
             if lease is not None:
-                sets["GSI2PK"] = DueList.LEASE.value
+                sets["GSI2PK"] = due_pk(DueList.LEASE, ref.key)
                 sets["GSI2SK"] = index_key(lease, ref.sid, unit_sk(ref.file, ref.index))
             if from_ == S.PENDING:
                 removes += ["error", "retry_delay_s"]
         elif to == S.PENDING:
             if due is None:
                 raise ValueError("a unit going back to pending needs a due time")
-            sets["GSI2PK"] = DueList.RETRY.value
+            sets["GSI2PK"] = due_pk(DueList.RETRY, ref.key)
             sets["GSI2SK"] = index_key(due, ref.sid, unit_sk(ref.file, ref.index))
             removes += ["lease_until", "stage"]
         else:
@@ -270,7 +271,7 @@ class Transitions:
             ":now": now,
             ":total": len(units),
             ":plan": plan.model_dump(exclude_none=True),
-            ":list": DueList.FANOUT.value,
+            ":list": due_pk(DueList.FANOUT, declared_file_key(sid, file)),
             ":due": index_key(due, sid, str(file)),
             ":minus": -1,
             ":one": 1,
@@ -327,7 +328,7 @@ class Transitions:
             ":zero": 0,
             ":active": SessionState.ACTIVE.value,
             ":cancelling": SessionState.CANCELLING.value,
-            ":notify": DueList.NOTIFY.value,
+            ":notify": due_pk(DueList.NOTIFY, meta_key(sid)),
             ":due": index_key(now, sid),
         }
         checks: list[Any] = [

@@ -17,6 +17,7 @@ from chalicelib.store.keys import (
     DueList,
     UnitRef,
     declared_file_key,
+    due_pk,
     index_key,
     meta_key,
     unit_sk,
@@ -84,12 +85,17 @@ class Writes:
     def reschedule(
         self, key: Mapping[str, str], due_list: DueList, when: float, *parts: str
     ) -> bool:
-        """Move an item's time on a due list, unless it has left that list meanwhile."""
+        """Move an item's time on a due list, unless it has left that list meanwhile. An item
+        listed before the lists were sharded moves onto its shard."""
         return self._table.update(
             key,
-            "SET #GSI2SK = :when",
-            condition="#GSI2PK = :list",
-            values={":when": index_key(when, *parts), ":list": due_list.value},
+            "SET #GSI2PK = :list, #GSI2SK = :when",
+            condition="#GSI2PK IN (:list, :unsharded)",
+            values={
+                ":when": index_key(when, *parts),
+                ":list": due_pk(due_list, key),
+                ":unsharded": due_list.value,
+            },
         )
 
     def list_dead_letter(self, ref: UnitRef, attempt: int, when: float) -> bool:
@@ -100,7 +106,7 @@ class Writes:
             "SET #GSI2PK = :dead, #GSI2SK = :when",
             condition="#status = :failed AND #attempt = :attempt",
             values={
-                ":dead": DueList.DEAD.value,
+                ":dead": due_pk(DueList.DEAD, ref.key),
                 ":when": index_key(when, ref.sid, unit_sk(ref.file, ref.index)),
                 ":failed": UnitStatus.FAILED.value,
                 ":attempt": attempt,
@@ -112,6 +118,6 @@ class Writes:
         return self._table.update(
             key,
             "REMOVE #GSI2PK, #GSI2SK",
-            condition="#GSI2PK = :list",
-            values={":list": due_list.value},
+            condition="#GSI2PK IN (:list, :unsharded)",
+            values={":list": due_pk(due_list, key), ":unsharded": due_list.value},
         )

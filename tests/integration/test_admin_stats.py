@@ -11,10 +11,11 @@ import requests
 from chalicelib.auth import issue_token
 from chalicelib.budget import STUCK_GRACE_S
 from chalicelib.clock import FakeClock
+from chalicelib.store.keys import DUE_SHARDS, due_shard
 from infra.inprocess import TOKEN_KEY
 from tests.integration.conftest import Stack
 from tests.integration.test_control import control, prompts_session
-from tests.integration.test_sweeper import claim
+from tests.integration.test_sweeper import claim, lost_leases
 
 
 def stats(stack: Stack, *, admin: bool = True) -> tuple[int, Any]:
@@ -88,3 +89,17 @@ def test_the_operators_view_shows_a_lease_nobody_gave_back(stack: Stack, clock: 
     assert body["stuck"] == {"leases_expired": 1, "retries_overdue": 0, "fanouts_unsent": 0}
     assert body["units"] == {"by_status": {"running": 1}}
     assert body["throughput"]["units_finished"] == 0
+
+
+def test_the_operators_view_counts_stuck_leases_on_every_shard(
+    stack: Stack, clock: FakeClock
+) -> None:
+    _sid, refs = lost_leases(stack, 30, lease_s=60)
+    assert {due_shard(r.key) for r in refs} == set(range(DUE_SHARDS))
+
+    clock.advance(60 + STUCK_GRACE_S + 1)
+    _, body = stats(stack)
+
+    assert body["stuck"] == {"leases_expired": 30, "retries_overdue": 0, "fanouts_unsent": 0}
+    assert body["units"] == {"by_status": {"running": 30}}
+    assert body["sessions"]["active"] == 1

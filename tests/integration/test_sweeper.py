@@ -7,12 +7,12 @@ import json
 import pytest
 import requests
 
-from chalicelib.budget import FANOUT_GRACE_S, NOTIFY_CLAIM_S, RECHECK_S
+from chalicelib.budget import FANOUT_GRACE_S, NOTIFY_CLAIM_S, RECHECK_S, STUCK_GRACE_S
 from chalicelib.clock import FakeClock
 from chalicelib.models import UnitStatus
 from chalicelib.store import Outcome
 from chalicelib.store.items import NotificationItem, UnitPatch
-from chalicelib.store.keys import UnitRef
+from chalicelib.store.keys import DUE_SHARDS, DueList, UnitRef, due_shard
 from chalicelib.store.table import CONFLICT_ATTEMPTS
 from chalicelib.sweeper import sweep
 from tests.factories import declared, meta
@@ -362,3 +362,43 @@ def test_the_in_app_notification_of_a_completion_is_one_item_however_often_it_is
         ExpressionAttributeValues={":pk": {"S": "U#alice"}, ":n": {"S": "N#"}},
     )["Items"]
     assert [i["event"]["S"] for i in items] == ["session.started", "session.completed"]
+
+
+def lost_leases(stack: Stack, members: int, *, lease_s: float = 300.0) -> tuple[str, list[UnitRef]]:
+    """A zip of `members` documents fanned out; every unit claimed by a worker that then died
+    with its message. The first unit is listed as before the due lists were sharded."""
+    archive = zip_of({f"m{i:02d}.txt": b"some text" for i in range(members)})
+    sid = stack.create([("many.zip", archive)])["session_id"]
+    stack.stack.drain("on_upload")
+    stack.stack.sqs.purge_queue(QueueUrl=stack.stack.settings.work_queue_url)
+    services = stack.stack.services
+    now = services.clock.now()
+    refs = [UnitRef(sid, 0, i) for i in range(members)]
+    for ref in refs:
+        patch = UnitPatch(started_at=now, lease_until=now + lease_s)
+        moved = services.store.move(ref, S.PENDING, S.RUNNING, attempt=0, now=now, patch=patch)
+        assert moved is Outcome.MOVED
+    services.store._table.update(
+        refs[0].key, "SET #GSI2PK = :unsharded", values={":unsharded": DueList.LEASE.value}
+    )
+    return sid, refs
+
+
+def test_the_sweep_finds_lost_leases_on_every_shard_and_under_the_unsharded_key(
+    stack: Stack, clock: FakeClock
+) -> None:
+    # Any session's 30 units cover every shard (under crc32 a unit's shard is a constant of the
+    # session XOR one of its fixed-length rest of key), the unsharded first one aside.
+    sid, refs = lost_leases(stack, 30)
+    assert {due_shard(r.key) for r in refs[1:]} == set(range(DUE_SHARDS))
+
+    clock.advance(300 + STUCK_GRACE_S + 1)
+    report = sweep(stack.stack.services)
+    again = sweep(stack.stack.services)
+    stack.run_until_idle()
+
+    assert (report.units_reset, report.errors, again.units_reset) == (30, 0, 0)
+    _, summary = stack.get(f"/sessions/{sid}")
+    assert (summary["status"], summary["counts"]["completed"]) == ("completed", 30)
+    _, files = stack.get(f"/sessions/{sid}/files")
+    assert [u["attempt"] for u in files["items"]] == [2] * 30
