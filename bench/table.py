@@ -106,12 +106,60 @@ def throughput(r: Result) -> Iterator[Row]:
 
 
 def hot_items(r: Result) -> Iterator[Row]:
+    rate, limit = f"{r['units_per_s_assumed']:,.0f}", r["partition_wcu_limit"]
     yield (
-        f"busiest item at {r['units_per_s_assumed']:,.0f} units/s",
-        f"{r['busiest_item']}: {r['busiest_item_wcu_per_s']} WCU/s "
+        f"busiest GSI2 shard at {rate} units/s, many sessions",
+        f"{r['gsi2_shard_wcu_per_s_many_sessions']} WCU/s "
+        f"(one key per list: LEASE {r['unsharded_lease_list_wcu_per_s']})",
+        f"<= {limit} WCU/s",
+        _met(r["gsi2_shard_wcu_per_s_many_sessions"] <= limit),
+    )
+    zipped = r["shapes"]["zip"]
+    peak = max(
+        zipped["busiest_item_wcu_per_s"],
+        zipped["busiest_gsi1_partition_wcu_per_s"],
+        zipped["busiest_gsi2_partition_wcu_per_s"],
+    )
+    yield (
+        f"one batch session at {rate} units/s: item / GSI1 / GSI2",
+        f"{zipped['busiest_item']} {zipped['busiest_item_wcu_per_s']}, "
+        f"{zipped['busiest_gsi1_partition_wcu_per_s']}, "
+        f"{zipped['busiest_gsi2_partition']} {zipped['busiest_gsi2_partition_wcu_per_s']} WCU/s "
         f"(unsharded META: {r['unsharded_meta_wcu_per_s']})",
-        f"<= {r['item_wcu_limit']} WCU/s",
-        _met(r["within_limit"]),
+        f"<= {limit} WCU/s",
+        _met(peak <= limit),
+    )
+    yield (
+        "one session of single files, most files/s",
+        f"{r['session_max_units_per_s']['files']:,} (META takes "
+        f"{r['shapes']['files']['busiest_item_wcu_per_unit']} WCU per file)",
+        "-",
+        "-",
+    )
+
+
+def scale_model(r: Result) -> Iterator[Row]:
+    per_k = r["dollars_per_1000_units"]
+    yield (
+        f"cost per 1,000 units ({r['units_per_day']:,}/day, half documents, half prompts)",
+        f"${r['dollars_per_1000_units_total']} (Lambda {per_k['lambda']}, DynamoDB "
+        f"{per_k['dynamodb']}, S3 {per_k['s3']}, SQS {per_k['sqs']}, SNS {per_k['sns']})",
+        "-",
+        "-",
+    )
+    concurrency, peak = r["lambda_concurrency"], r["peak_wcu_per_s"]
+    yield (
+        f"Lambda concurrency, average / peak ({r['assumptions']['peak_to_average']}x)",
+        f"{concurrency['average']} / {concurrency['peak']}",
+        "-",
+        "-",
+    )
+    busiest = max(peak["busiest_item"], peak["busiest_gsi1_partition"], peak["busiest_gsi2_shard"])
+    yield (
+        "busiest item or partition at the day's peak",
+        f"{busiest} WCU/s",
+        f"<= {peak['limit']} WCU/s",
+        _met(busiest <= peak["limit"]),
     )
 
 
@@ -181,6 +229,7 @@ HEADLINES: dict[str, Callable[[Result], Iterator[Row]]] = {
     "capacity": capacity,
     "throughput": throughput,
     "hot_items": hot_items,
+    "scale_model": scale_model,
     "prompts_e2e": prompts_e2e,
     "export_large": export_large,
     "restart": restart,

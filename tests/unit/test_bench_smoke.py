@@ -16,15 +16,32 @@ import logging
 import math
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import capacity, cold_start, fanout_large_zip, pipeline_requests, status_read_cost
+from bench import (
+    capacity,
+    cold_start,
+    fanout_large_zip,
+    pipeline_requests,
+    scale_model,
+    status_read_cost,
+)
+from chalicelib.clock import SystemClock
 from chalicelib.log import logger
-from chalicelib.store.keys import COUNTER_SHARDS, counter_sk, shard_of
+from chalicelib.store.keys import (
+    COUNTER_SHARDS,
+    DUE_SHARDS,
+    UnitRef,
+    counter_sk,
+    declared_file_key,
+    due_shard,
+    shard_of,
+)
 from chalicelib.zipindex import read_central_directory
 from chute_cli.samples import make_documents_zip
 
@@ -133,8 +150,11 @@ def dynamodb_per_unit(requests: Counter[str], units: int) -> dict[str, float]:
 
 # ---- the chute benches, in this process ----------------------------------------------------
 def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_read(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Every timestamp with the same number of digits (odd sixteenths of a second): an item's
+    # size, and so its write units near a 1 KB edge, does not depend on when the test runs.
+    monkeypatch.setattr(SystemClock, "now", lambda _self: math.floor(time.time() * 8) / 8 + 1 / 16)
     capacity.main(["--quick"])
     result = one_json_line(capsys.readouterr().out)
     units, shards = 12, shards_used(12)
@@ -189,7 +209,9 @@ def test_capacity_counts_exact_units_per_unit_and_half_a_read_unit_per_status_re
     assert fanout["wcu"] == round(fan_out_wcu / units, 3)
     # Together, and the reads and index writes (each unit enters and leaves the lease list;
     # each META update rewrites its GSI1 entry, the session's notifications five of them):
-    # identical over repeated runs; the nearest block edge is the declared file (7,003 B).
+    # identical over repeated runs. The nearest block edge is META's: ~1,010 B at its largest
+    # with these timestamps (1,026 B with time.time()'s 17 digits, its due-list key carrying
+    # the shard: its two largest updates would then cost 2 units each).
     assert (every["wcu"], every["wcu_index"]) == (17.0, 5.25)
     # Each rounded to 3 decimals; the milestone looks are half a unit each.
     assert every["rcu"] == pytest.approx(1.333 + looks / 2 + state_reads, abs=0.002)
@@ -352,25 +374,122 @@ def test_moto_server_request_round_trips_in_milliseconds_both_ways() -> None:
     assert 0 < result["request_ms_before"] < 100
 
 
-def test_hot_items_busiest_item_is_a_counter_shard_within_the_per_item_limit() -> None:
-    # Enough units for the shards to take more than META's few writes per session.
-    units = 100
-    result = run_bench_process("hot_items", "--units", str(units))
-    assert result["units"] == units
-    # Each shard takes claim_file's add, a claim and a finish per unit and, for its last unit,
-    # the cancelled "not the last" finish: 2k + 2 writes, all transactional (2 WCU each).
+def test_hot_items_charges_each_item_and_index_partition_its_writes() -> None:
+    units, files = 60, 6
+    result = run_bench_process("hot_items", "--units", str(units), "--files", str(files))
+    rate = float(result["units_per_s_assumed"])
+    zipped, many = result["shapes"]["zip"], result["shapes"]["files"]
+    assert [(s["files"], s["units"], s["status"]) for s in (zipped, many)] == [
+        (1, units, "completed"),
+        (files, files, "completed"),
+    ]
+
+    def per_s(wcu: float, n: int = units) -> float:
+        return round(wcu / n * rate, 1)
+
+    # A counter shard of k units: claim_file's add, a claim and a finish per unit, and
+    # claim_completion's check, each in a transaction (2 WCU: the shards are under 1 KB). The
+    # cancelled "not the last in its shard" finish is not billed.
     per_shard = Counter(shard_of(0, index) for index in range(units))
-    most = max(per_shard.values())
-    busiest = {counter_sk(shard) for shard, n in per_shard.items() if n == most}
-    assert result["busiest_item"] in busiest
-    assert result["busiest_writes_per_unit"] == round((2 * most + 2) / units, 4)
-    wcu_per_s = 2 * (2 * most + 2) / units * result["units_per_s_assumed"]
-    assert result["busiest_item_wcu_per_s"] == round(wcu_per_s, 1)
-    # META: created, claim_file, claim_completion, and the claim and record of each of five
-    # events (started, the three milestones, the ending).
-    assert result["meta_writes_per_unit"] == round(13 / units, 4)
-    assert result["within_limit"]
-    assert (result["unsharded_meta_wcu_per_s"], result["unsharded_within_limit"]) == (6000, False)
+    assert {
+        kind: wcu for kind, wcu in zipped["item_wcu_per_s_by_kind"].items() if kind[0] == "C"
+    } == {counter_sk(s): per_s(2 * (2 * k + 2)) for s, k in per_shard.items()}
+    assert zipped["cancelled_transactions"] == len(per_shard)
+    # Each unit enters its lease shard when claimed and leaves it when finished: 2 index
+    # writes of an item under 1 KB. Under one key that is 2 WCU per unit; sharded, a shard
+    # takes its units' share. (Under crc32 a unit's shard is a constant of the session XOR one
+    # of its key's fixed-length rest: how units fall on shards is the same for any session.)
+    per_lease_shard = Counter(due_shard(UnitRef("x", 0, i).key) for i in range(units))
+    lease = zipped["gsi2_lists"]["LEASE"]
+    assert lease["one_key_wcu_per_s"] == per_s(2 * units) == 2 * rate
+    assert lease["partitions"] == len(per_lease_shard)
+    assert lease["max_wcu_per_s"] == per_s(2 * max(per_lease_shard.values()))
+    assert result["unsharded_lease_list_wcu_per_s"] == 2 * rate
+    # A session's own entries (META on OPEN and NOTIFY, its one file on FANOUT) are one
+    # partition each; a many-file session's files spread over the FANOUT shards.
+    assert [zipped["gsi2_lists"][n]["partitions"] for n in ("OPEN", "NOTIFY", "FANOUT")] == [1] * 3
+    assert many["gsi2_lists"]["FANOUT"]["partitions"] == len(
+        {due_shard(declared_file_key("x", f)) for f in range(files)}
+    )
+    # One file per unit writes META once per file: one session at the whole rate is over the
+    # limit, and says how many files a second it can take.
+    assert many["busiest_item"] == "META"
+    assert result["session_max_units_per_s"]["files"] == round(
+        result["partition_wcu_limit"]
+        * rate
+        / max(
+            many["busiest_item_wcu_per_s"],
+            many["busiest_gsi1_partition_wcu_per_s"],
+            many["busiest_gsi2_partition_wcu_per_s"],
+        )
+    )
+    spread = max(
+        e["one_key_wcu_per_s"] / DUE_SHARDS
+        for s in (zipped, many)
+        for e in s["gsi2_lists"].values()
+    )
+    assert result["gsi2_shard_wcu_per_s_many_sessions"] == round(spread, 1)
+    assert result["unsharded_meta_wcu_per_s"] == 6 * rate
+
+
+def test_scale_model_projects_a_day_from_what_two_small_sessions_asked_of_each_service() -> None:
+    result = run_bench_process("scale_model", "--documents", "10", "--prompts", "10")
+    measured = result["measured"]
+    for shape in ("documents", "prompts"):
+        run = measured[shape]
+        assert (run["units"], run["status"]) == (10, "completed")
+        # One create, the page's status reads and one export through the API; one fan-out; the
+        # ten units in one SQS batch.
+        assert run["invocations"] == {
+            "api": 1 + scale_model.STATUS_READS_PER_SESSION + 1,
+            "on_upload": 1,
+            "worker": 1,
+        }
+        per_unit = run["per_unit"]
+        assert (per_unit["sns_publishes"], per_unit["sns_emails"]) == (0.1, 0.1)
+        assert per_unit["lambda_invocations"] == (22 + 1 + 1) / 10
+    # An idle sweep reads every shard of its five lists and the unsharded keys (half a read unit
+    # each, eventually consistent and empty) and looks at the three dead-letter queues.
+    assert result["idle_sweep"]["requests"] == {
+        "dynamodb.Query": 5 * (DUE_SHARDS + 1),
+        "sqs.ReceiveMessage": 3,
+    }
+    assert result["idle_sweep"]["rru"] == 0.5 * 5 * (DUE_SHARDS + 1)
+
+    # The day: each shape's units at its share, the sweeps, Lambda's empty polls.
+    day, half = result["day"], scale_model.UNITS_PER_DAY / 2
+    both = {
+        k: measured["documents"]["per_unit"][k] + measured["prompts"]["per_unit"][k] for k in day
+    }
+    sweeps = scale_model.SWEEPS_PER_DAY
+    assert day["sns_publishes"] == both["sns_publishes"] * half == 100_000
+    assert day["dynamodb_rru"] == pytest.approx(
+        both["dynamodb_rru"] * half + result["idle_sweep"]["rru"] * sweeps, rel=1e-5
+    )
+    assert day["sqs_requests"] == pytest.approx(
+        both["sqs_requests"] * half + 3 * sweeps + scale_model.EMPTY_POLLS_PER_DAY, rel=1e-5
+    )
+    # Dollars: the day at the stated prices, per 1,000 units.
+    prices = result["prices"]
+    assert prices["noted"].startswith("prices as published, noted 2026-12-04")
+    dynamodb = (
+        day["dynamodb_wru"] * prices["dynamodb_per_1m_wru"]
+        + day["dynamodb_rru"] * prices["dynamodb_per_1m_rru"]
+    ) / 1e6
+    assert result["dollars_per_day"]["dynamodb"] == pytest.approx(dynamodb, abs=0.01)
+    total = sum(result["dollars_per_day"].values())
+    assert result["dollars_per_day_total"] == pytest.approx(total, abs=0.03)
+    assert result["dollars_per_1000_units_total"] == pytest.approx(total / 1000, abs=1e-4)
+    # Little's law at the average rate and at the stated peak.
+    average = scale_model.UNITS_PER_DAY / 86_400
+    seconds = result["lambda_seconds_per_unit"]
+    mean = (seconds["documents"] + seconds["prompts"]) / 2
+    assert result["lambda_concurrency"]["average"] == pytest.approx(average * mean, abs=0.1)
+    assert result["lambda_concurrency"]["peak"] == pytest.approx(4 * average * mean, abs=0.2)
+    # A prompt's unit waits 200 ms on the model, side by side with its batch: well under a
+    # second of Lambda per unit, its session's share of the API included.
+    assert 0 < seconds["prompts"] < 2
+    assert result["peak_wcu_per_s"]["busiest_gsi2_shard"] < result["peak_wcu_per_s"]["limit"]
 
 
 def test_throughput_completes_each_session_and_notifies_within_seconds() -> None:

@@ -44,3 +44,46 @@ def test_an_unknown_bench_line_lists_its_numbers(
 
     assert "transact_ms_after" in out
     assert "note" not in out
+
+
+def test_hot_keys_and_the_scale_model_are_judged_against_the_partition_limit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    zipped = {
+        "busiest_item": "C08",
+        "busiest_item_wcu_per_s": 260.0,
+        "busiest_gsi1_partition_wcu_per_s": 13.0,
+        "busiest_gsi2_partition": "LEASE#15",
+        "busiest_gsi2_partition_wcu_per_s": 1028.0,
+    }
+    hot = {
+        "bench": "hot_items",
+        "units_per_s_assumed": 1000.0,
+        "partition_wcu_limit": 1000,
+        "gsi2_shard_wcu_per_s_many_sessions": 125.0,
+        "unsharded_lease_list_wcu_per_s": 2000.0,
+        "unsharded_meta_wcu_per_s": 6000.0,
+        "session_max_units_per_s": {"zip": 973, "files": 469},
+        "shapes": {"zip": zipped, "files": {"busiest_item_wcu_per_unit": 2.13}},
+    }
+    model = {
+        "bench": "scale_model",
+        "units_per_day": 1_000_000,
+        "dollars_per_1000_units": {"lambda": 1, "dynamodb": 2, "s3": 3, "sqs": 4, "sns": 5},
+        "dollars_per_1000_units_total": 0.0245,
+        "lambda_concurrency": {"average": 3.2, "peak": 12.9},
+        "assumptions": {"peak_to_average": 4.0},
+        "peak_wcu_per_s": {
+            "busiest_item": 14.8,
+            "busiest_gsi1_partition": 6.9,
+            "busiest_gsi2_shard": 9.1,
+            "limit": 1000,
+        },
+    }
+
+    out = render(monkeypatch, capsys, hot, model).splitlines()[1:]
+
+    assert [line.rstrip().rsplit(" ", 1)[-1] for line in out] == ["yes", "NO", "-", "-", "-", "yes"]
+    assert "LEASE#15 1028.0 WCU/s" in out[1]
+    assert "469 (META takes 2.13 WCU per file)" in out[2]
+    assert "$0.0245" in out[3]
