@@ -18,6 +18,12 @@ busiest key reaches DynamoDB's ~1,000 WCU/s per partition (an item lives in one 
 lists' shards are shared by every session: with many sessions each shard takes 1/DUE_SHARDS of its
 list (`gsi2_shard_wcu_per_s_many_sessions`). `within_limit`: those shards, and a one-file session
 (a zip or a prompts batch, the shape one session can feed at 1,000 units/s) alone at the rate.
+Each shape also reports its busiest table partition key (S#{sid}: the session's units and
+files; M#{sid}: META and its counter shards), its items' writes together: far above 1,000 WCU/s
+for one session at the whole rate, which DynamoDB serves by splitting a busy item collection
+between partitions by sort key (the table has no local secondary index, which would forbid it);
+an item cannot be split, and a list whose sort key is a time only ever grows at one end, so the
+items and the due lists are what must stay under the limit.
 Also reported: what each due list would take under one constant key (the sum of its shards: the
 design before sharding) and META in the design before the counters were sharded (every claim,
 finish and completion attempt wrote META: 3 transactional writes per unit, measured by
@@ -216,6 +222,10 @@ def measure(files: list[tuple[str, bytes]], units_per_s: float) -> dict[str, Any
     by_kind: dict[str, int] = {}
     for name, wcu in writes.item_wcu.items():
         by_kind[_kind(name)] = max(by_kind.get(_kind(name), 0), wcu)
+    table_keys: Counter[str] = Counter()
+    for name, wcu in writes.item_wcu.items():
+        table_keys[name.split("|", 1)[0][:2] + "{sid}"] += wcu
+    table_key, table_key_wcu = table_keys.most_common(1)[0]
     gsi1 = writes.partition_wcu["GSI1"]
     gsi2 = writes.partition_wcu["GSI2"]
     lists: dict[str, dict[str, Any]] = {}
@@ -235,6 +245,10 @@ def measure(files: list[tuple[str, bytes]], units_per_s: float) -> dict[str, Any
         "busiest_item_wcu_per_unit": round(item_wcu / units, 4),
         "busiest_item_wcu_per_s": per_s(item_wcu),
         "item_wcu_per_s_by_kind": {k: per_s(v) for k, v in sorted(by_kind.items())},
+        # A partition key of the table: its items together (DynamoDB splits a busy item
+        # collection between partitions by sort key; an item cannot be split).
+        "busiest_table_partition_key": table_key,
+        "busiest_table_partition_key_wcu_per_s": per_s(table_key_wcu),
         "busiest_gsi1_partition": gsi1_key.split("#", 1)[0] + "#{owner}",
         "busiest_gsi1_partition_wcu_per_s": per_s(gsi1_wcu),
         "busiest_gsi2_partition": gsi2_key,

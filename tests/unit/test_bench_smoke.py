@@ -430,6 +430,10 @@ def test_hot_items_charges_each_item_and_index_partition_its_writes() -> None:
     )
     assert result["gsi2_shard_wcu_per_s_many_sessions"] == round(spread, 1)
     assert result["unsharded_meta_wcu_per_s"] == 6 * rate
+    # A session's table partition keys hold its items together (split by DynamoDB when busy).
+    for shape in (zipped, many):
+        assert shape["busiest_table_partition_key"] in ("S#{sid}", "M#{sid}")
+        assert shape["busiest_table_partition_key_wcu_per_s"] > shape["busiest_item_wcu_per_s"]
 
 
 def test_scale_model_projects_a_day_from_what_two_small_sessions_asked_of_each_service() -> None:
