@@ -44,10 +44,20 @@ class BucketNotification:
 
 
 @dataclass(frozen=True)
+class LifecycleRule:
+    """Objects under `prefix` expire this many days after they were written (on AWS; S3's
+    lifecycle does not run on the embedded stack)."""
+
+    prefix: str
+    expire_days: int
+
+
+@dataclass(frozen=True)
 class BucketSpec:
     name: str
     cors: tuple[CorsRule, ...] = ()
     notifications: tuple[BucketNotification, ...] = ()
+    lifecycle: tuple[LifecycleRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,15 @@ class Resources:
         return (self.uploads_queue, self.work_queue, self.work_high_queue, self.outbox_queue)
 
 
+# How long a session's objects are kept: its items expire by TTL after `session_ttl_days`
+# (CoreSettings, default 30); its objects outlive them by a day, so nothing a live session points
+# at disappears first.
+SESSION_DAYS = 30
+OBJECT_DAYS = SESSION_DAYS + 1
+# Everything chute writes to the bucket lives under one of these prefixes.
+OBJECT_PREFIXES = ("uploads/", "inputs/", "plans/", "results/", "checkpoints/")
+
+
 def define(*, prefix: str = "chute", bucket: str = "chute-local") -> Resources:
     # Visibility timeouts come from the one time budget (chalicelib.budget): six times the timeout
     # of the function that consumes the queue, as AWS advises.
@@ -112,6 +131,7 @@ def define(*, prefix: str = "chute", bucket: str = "chute-local") -> Resources:
             # Browsers POST straight to S3 with presigned forms and fetch results from it.
             cors=(CorsRule(methods=("POST", "GET")),),
             notifications=(BucketNotification(queue=uploads.name, prefix="uploads/"),),
+            lifecycle=tuple(LifecycleRule(prefix, OBJECT_DAYS) for prefix in OBJECT_PREFIXES),
         ),
         uploads_queue=uploads,
         work_queue=work,
