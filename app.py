@@ -1,14 +1,19 @@
-"""chute: routes and Lambda entry points. Wiring only; the logic lives in chalicelib/."""
+"""chute: routes and Lambda entry points. Wiring only; the logic lives in chalicelib/.
+
+Every Lambda function imports this module whole, so what only some of them use is imported where
+it is used: the API's cold start does not load the worker, the fan-out or the sweeper (nor the
+session controls and the operator's routes until one is called), and theirs do not load the API's.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice, Rate, Response  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Request
 
-from chalicelib import control, fanout, sessions, web
+from chalicelib import sessions, web
 from chalicelib.bodies import parse_body
 from chalicelib.config import (
     AdminSettings,
@@ -29,15 +34,12 @@ from chalicelib.http import (
     query_limit,
     query_param,
 )
-from chalicelib.metrics import publish_operator_metrics
 from chalicelib.models import Preferences
-from chalicelib.queues import batch_concurrency, run_batch
-from chalicelib.redrive import redrive
-from chalicelib.services import Services, get_services
-from chalicelib.stats import admin_stats
-from chalicelib.store.items import SessionView
-from chalicelib.sweeper import sweep
-from chalicelib.worker import SessionStates, process_message
+from chalicelib.services import get_services
+
+if TYPE_CHECKING:
+    from chalicelib.services import Services
+    from chalicelib.store.items import SessionView
 
 app = Chalice(app_name="chute")
 
@@ -162,24 +164,32 @@ def _control(sid: str, act: Callable[[Services[ControlSettings], SessionView], o
 @app.route("/sessions/{sid}/pause", methods=["POST"], cors=True)
 @handles_errors
 def pause_session(sid: str) -> Response:
+    from chalicelib import control
+
     return _control(sid, control.pause)
 
 
 @app.route("/sessions/{sid}/resume", methods=["POST"], cors=True)
 @handles_errors
 def resume_session(sid: str) -> Response:
+    from chalicelib import control
+
     return _control(sid, control.resume)
 
 
 @app.route("/sessions/{sid}/cancel", methods=["POST"], cors=True)
 @handles_errors
 def cancel_session(sid: str) -> Response:
+    from chalicelib import control
+
     return _control(sid, control.cancel)
 
 
 @app.route("/sessions/{sid}/retry", methods=["POST"], cors=True)
 @handles_errors
 def retry_session(sid: str) -> Response:
+    from chalicelib import control
+
     everything = query_param(_request(), "all") in ("true", "1")
     return _control(
         sid, lambda services, view: control.retry(services, view, everything=everything)
@@ -233,6 +243,8 @@ def list_notifications() -> Response:
 @handles_errors
 def get_admin_stats() -> Response:
     """The operator's view: queues, sessions under way, throughput, failures, stuck work."""
+    from chalicelib.stats import admin_stats
+
     services = get_services(AdminSettings)
     current_admin(_request(), services)
     return json_response(admin_stats(services))
@@ -242,6 +254,8 @@ def get_admin_stats() -> Response:
 @handles_errors
 def redrive_dead_letters() -> Response:
     """An operator's redrive: every unit that failed as a dead letter back to work."""
+    from chalicelib.redrive import redrive
+
     services = get_services(ControlSettings)
     current_admin(_request(), services)
     report = redrive(services)
@@ -256,12 +270,18 @@ answer_other_methods(app)
 
 @app.lambda_function(name="on_upload")
 def on_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:  # noqa: ARG001
+    from chalicelib import fanout
+    from chalicelib.queues import run_batch
+
     services = get_services(WorkSettings)
     return run_batch(event, lambda r: fanout.handle_upload_message(services, r.body))
 
 
 @app.lambda_function(name="worker")
 def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.queues import batch_concurrency, run_batch
+    from chalicelib.worker import SessionStates, process_message
+
     services = get_services(WorkSettings)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     concurrency = batch_concurrency(event, services.jobs, services.settings.model_concurrency)
@@ -275,6 +295,10 @@ def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
 def sweeper(event: CloudWatchEvent) -> None:
+    from chalicelib.metrics import publish_operator_metrics
+    from chalicelib.stats import admin_stats
+    from chalicelib.sweeper import sweep
+
     services = get_services(SweeperSettings)
     sweep(services, getattr(event.context, "get_remaining_time_in_millis", None))
     if services.settings.operator_metrics:
