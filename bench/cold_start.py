@@ -9,16 +9,15 @@ discarded run that fills the bytecode caches; the time is the subprocess's wall 
 import's cost is its median minus the median of `pass` (interpreter start-up). Goal: app.py costs
 at most 1.5x boto3, which the Lambda runtime imports anyway. `-X importtime` of `import app` then
 charges its cost to top-level packages (self microseconds summed per package, one run).
-Caveat: locally the bytecode is cached; on Lambda the package's own modules (not the runtime's
-boto3) may be compiled at each cold start, which adds to both the package's and app's share.
+The warm-up can write bytecode caches even where PYTHONDONTWRITEBYTECODE is set.
 
-Package: `chalice package --pkg-format cloudformation` in a temporary copy of the project (so
-chalice's wheel cache stays out of the checkout; it downloads Lambda wheels from PyPI, with a
-300 s timeout): deployment.zip's size and its 10 largest top-level entries (compressed bytes).
-If chalice fails, the error is reported and the size is estimated instead by zipping the
-installed files of requirements.txt's packages and their dependencies from .venv, as chalice would
-resolve them (boto3 is not among them: the Lambda runtime provides it), plus app.py and
-chalicelib/.
+Package: `make package`'s deployment.zip (infra.template.package: `chalice package`, which
+downloads Lambda wheels from PyPI and keeps them in build/chalice, plus the bytecode of what the
+handlers import): its size, its 10 largest top-level entries (compressed bytes), and the cold
+init as on Lambda: `import app` run in the unpacked package, first on the path and with nothing
+written (Lambda's /var/task is read-only, so a module shipped without bytecode is compiled at every
+cold start), against `import boto3`; and the same with the package's bytecode removed, which is
+what chalice alone ships. If packaging fails, the error is reported.
 
 Prints one JSON line.
 """
@@ -28,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,23 +34,28 @@ import tempfile
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RATIO = 1.5
-PACKAGE_TIMEOUT_S = 300
-# What `chalice package` reads from the project; its deployment cache is left behind.
-PROJECT_FILES = ("app.py", "requirements.txt", "chalicelib", ".chalice/config.json")
-_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 # ---- import time ---------------------------------------------------------------------------
+# The warm-up run must be able to write bytecode caches (an environment may forbid it).
+_LOCAL_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _wall_s(code: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_LOCAL_ENV,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -68,6 +70,7 @@ def importtime_by_package(module: str, count: int = 8) -> list[tuple[str, int]]:
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
         cwd=ROOT,
+        env=_LOCAL_ENV,
         check=True,
         capture_output=True,
         text=True,
@@ -99,7 +102,7 @@ def measure_imports(runs: int) -> dict[str, Any]:
     }
 
 
-# ---- package size --------------------------------------------------------------------------
+# ---- package size and the package's own cold init -----------------------------------------
 def _top_entries(archive: Path, count: int = 10) -> list[tuple[str, int]]:
     sizes: Counter[str] = Counter()
     with zipfile.ZipFile(archive) as package:
@@ -108,112 +111,74 @@ def _top_entries(archive: Path, count: int = 10) -> list[tuple[str, int]]:
     return sizes.most_common(count)
 
 
-def _copy_project(destination: Path) -> None:
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        target = destination / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
+def _import_in(root: Path, code: str, runs: int) -> float:
+    """Median wall clock of `python -c code` run in root as Lambda runs /var/task: the package
+    first on the path, and nothing written there (it is read-only)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def once() -> float:
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=root, env=env, check=True, stdout=subprocess.DEVNULL
+        )
+        return time.perf_counter() - started
+
+    once()
+    return statistics.median(once() for _ in range(runs))
 
 
-def chalice_package() -> dict[str, Any]:
+def measure_package_imports(archive: Path, runs: int) -> dict[str, Any]:
+    """`import app` from the unpacked deployment package against `import boto3` (the runtime's,
+    here .venv's), as shipped (with bytecode) and with its bytecode removed."""
     with tempfile.TemporaryDirectory() as scratch:
-        project = Path(scratch) / "project"
-        _copy_project(project)
-        chalice = Path(sys.executable).with_name("chalice")
-        # chalice wants a region even to package; nothing is deployed.
-        env = {
-            **os.environ,
-            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        }
+        shipped, sources_only = Path(scratch) / "shipped", Path(scratch) / "sources"
+        with zipfile.ZipFile(archive) as package:
+            package.extractall(shipped)
+            package.extractall(sources_only)
+        for compiled in sources_only.rglob("*.pyc"):
+            compiled.unlink()
+        startup = _import_in(shipped, "pass", runs)
+        boto3_s = _import_in(shipped, "import boto3", runs) - startup
+        app_s = _import_in(shipped, "import app", runs) - startup
+        bare_s = _import_in(sources_only, "import app", runs) - startup
+    return {
+        "method": "the unpacked package as /var/task (on the path, read-only: no bytecode "
+        "written), median of fresh interpreters minus `pass`",
+        "import_boto3_s": round(boto3_s, 3),
+        "import_app_s": round(app_s, 3),
+        "ratio_app_over_boto3": round(app_s / boto3_s, 2),
+        "import_app_without_bytecode_s": round(bare_s, 3),
+        "ratio_without_bytecode": round(bare_s / boto3_s, 2),
+    }
+
+
+def measure_package(runs: int) -> dict[str, Any]:
+    """`make package`'s deployment.zip (infra.template.package, chalice's wheel cache in
+    build/chalice): its size, largest entries and cold init."""
+    from infra.template import PackageError, package
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "package"
         started = time.perf_counter()
         try:
-            done = subprocess.run(
-                [str(chalice), "package", "--pkg-format", "cloudformation", str(project / "out")],
-                cwd=project,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=PACKAGE_TIMEOUT_S,
-            )
-        except subprocess.TimeoutExpired:
-            return {"error": f"chalice package took more than {PACKAGE_TIMEOUT_S} s"}
-        archive = project / "out" / "deployment.zip"
-        if done.returncode != 0 or not archive.exists():
-            last = (done.stderr or done.stdout).strip().splitlines()[-1:]
-            return {"error": f"chalice package exited {done.returncode}: {' '.join(last)}"}
+            package("prod", out)
+        except PackageError as exc:
+            return {"error": str(exc)}
+        archive = out / "deployment.zip"
         return {
-            "method": "chalice package --pkg-format cloudformation",
+            "method": "make package (chalice package + bytecode of what the handlers import)",
             "seconds": round(time.perf_counter() - started, 1),
             "deployment_zip_bytes": archive.stat().st_size,
             "top_entries_compressed_bytes": _top_entries(archive),
+            "imports": measure_package_imports(archive, runs),
         }
-
-
-def _requirements() -> list[str]:
-    names = []
-    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
-        if (match := _REQUIREMENT_NAME.match(line)) and not line.lstrip().startswith("#"):
-            names.append(match.group(1))
-    return names
-
-
-def _closure(names: Sequence[str]) -> Iterator[metadata.Distribution]:
-    """The installed distributions of `names` and of what they require (no extras)."""
-    seen: set[str] = set()
-    pending = list(names)
-    while pending:
-        name = pending.pop().lower().replace("_", "-")
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        yield dist
-        for requirement in dist.requires or []:
-            if "extra ==" in requirement:
-                continue
-            if match := _REQUIREMENT_NAME.match(requirement):
-                pending.append(match.group(1))
-
-
-def estimate_package() -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as scratch:
-        archive = Path(scratch) / "estimate.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as package:
-            for dist in _closure(_requirements()):
-                for file in dist.files or []:
-                    path = Path(str(dist.locate_file(file)))
-                    if path.is_file() and "__pycache__" not in file.parts:
-                        package.write(path, str(file))
-            for source in [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*"))]:
-                if source.is_file() and "__pycache__" not in source.parts:
-                    package.write(source, str(source.relative_to(ROOT)))
-        return {
-            "method": "estimate: requirements.txt's installed packages and their dependencies "
-            "from .venv, plus app.py and chalicelib/, deflated into one zip",
-            "deployment_zip_bytes": archive.stat().st_size,
-            "top_entries_compressed_bytes": _top_entries(archive),
-        }
-
-
-def measure_package() -> dict[str, Any]:
-    packaged = chalice_package()
-    if "error" in packaged:
-        return {**estimate_package(), "chalice_error": packaged["error"]}
-    return packaged
 
 
 def run(*, runs: int, package: bool) -> dict[str, Any]:
     return {
         "bench": "cold_start",
         "imports": measure_imports(runs),
-        "package": measure_package() if package else None,
+        "package": measure_package(runs) if package else None,
     }
 
 

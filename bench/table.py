@@ -78,7 +78,17 @@ def cold_start(r: Result) -> Iterator[Row]:
     )
     if r.get("package"):
         size = r["package"].get("deployment_zip_bytes")
-        yield ("deploy package", f"{size / 2**20:.2f} MiB" if size else "?", "-", "-")
+        yield ("deploy package", f"{size / 2**20:.2f} MiB" if size else "?", "<= 10 MiB",
+               _met(bool(size) and size <= 10 * 2**20))  # fmt: skip
+        if package := r["package"].get("imports"):
+            yield (
+                "import app from the package (as on Lambda) vs import boto3",
+                f"{package['import_app_s']} s vs {package['import_boto3_s']} s "
+                f"({package['ratio_app_over_boto3']}x; without bytecode "
+                f"{package['ratio_without_bytecode']}x)",
+                f"<= {imports['goal_ratio']}x",
+                _met(package["ratio_app_over_boto3"] <= imports["goal_ratio"]),
+            )
 
 
 def capacity(r: Result) -> Iterator[Row]:

@@ -16,11 +16,15 @@ Lambda wheel cache there) and writes OUT/deployment.zip and OUT/template.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -850,9 +854,63 @@ def chalice_package(stage: str, out: Path, *, project: Path = ROOT / "build" / "
     return out / "sam.json"
 
 
+# Lists the package's modules that `import app` loads, and those every chalicelib module loads
+# (what the handlers import when first called); run inside the unpacked package.
+_LOADED = """
+import importlib, json, pkgutil, sys
+import app, chalicelib
+for found in pkgutil.walk_packages(chalicelib.__path__, "chalicelib."):
+    importlib.import_module(found.name)
+root = sys.argv[1]
+print(json.dumps(sorted(
+    m.__file__ for m in list(sys.modules.values())
+    if getattr(m, "__file__", None) and m.__file__.startswith(root) and m.__file__.endswith(".py")
+)))
+"""
+
+
+def add_bytecode(archive: Path, runtime: str) -> int:
+    """Add compiled bytecode for every module of the package that `import app` or a handler
+    loads; the number of modules. Lambda's /var/task is read-only and chalice ships sources only, so
+    without it each cold start compiles them all again (measured: 4.3x `import boto3` instead of
+    2.4x). Compiled by this interpreter, which must be the runtime's version; unchecked-hash
+    .pyc files are used whatever the files' timestamps after unzipping."""
+    here = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if runtime != here:
+        raise PackageError(f"the functions run {runtime}, but this is {here}: no bytecode")
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        with zipfile.ZipFile(archive) as package:
+            package.extractall(root)
+        env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+        done = subprocess.run(
+            [sys.executable, "-c", _LOADED, str(root)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise PackageError(f"import app failed in the package: {done.stderr.strip()}")
+        sources = [Path(name) for name in json.loads(done.stdout)]
+        with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as package:
+            for source in sources:
+                compiled = Path(importlib.util.cache_from_source(str(source)))
+                py_compile.compile(
+                    str(source),
+                    cfile=str(compiled),
+                    doraise=True,
+                    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+                )
+                package.write(compiled, str(compiled.relative_to(root)))
+    return len(sources)
+
+
 def package(stage: str, out: Path) -> Path:
     """deployment.zip and template.json in out; the template's path."""
     sam = json.loads(chalice_package(stage, out).read_text(encoding="utf-8"))
+    add_bytecode(out / "deployment.zip", sam["Resources"][API.logical_id]["Properties"]["Runtime"])
     size = (out / "deployment.zip").stat().st_size
     if size > MAX_PACKAGE_BYTES:
         raise PackageError(f"deployment.zip is {size / 2**20:.1f} MB, more than 10 MB")
