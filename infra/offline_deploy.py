@@ -14,7 +14,8 @@ CloudFormation resolves them:
   the authorizer, resources, methods and integrations are made from the body after the stack,
   then the deployment and the stage (moto will not deploy an API without methods);
 - moto's Bucket applies only the encryption: CORS, lifecycle, the public access block and the
-  notification are put on it after the stack.
+  notification are put on it after the stack; moto's Table takes neither the TTL nor point-in-time
+  recovery: both are turned on after the stack.
 """
 
 from __future__ import annotations
@@ -234,6 +235,8 @@ def deploy(
     for logical, resource in resources.items():
         if resource["Type"] == "AWS::S3::Bucket":
             _configure_bucket(session, physical[logical], resolver(resource["Properties"]))
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            _configure_table(session, physical[logical], resolver(resource["Properties"]))
         if resource["Type"] == "AWS::ApiGateway::RestApi":
             _make_routes(session, physical[logical], resolver(resource["Properties"]["Body"]))
     for kind in AFTER:
@@ -366,6 +369,26 @@ def _configure_bucket(session: boto3.Session, bucket: str, props: Template) -> N
         ]
         s3.put_bucket_notification_configuration(
             Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queues}
+        )
+
+
+def _configure_table(session: boto3.Session, table: str, props: Template) -> None:
+    """What moto's CloudFormation leaves out of a table, set with the DynamoDB API."""
+    ddb = session.client("dynamodb")
+    if "TimeToLiveSpecification" in props:
+        ttl = props["TimeToLiveSpecification"]
+        ddb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={
+                "Enabled": ttl["Enabled"],
+                "AttributeName": ttl["AttributeName"],
+            },
+        )
+    if "PointInTimeRecoverySpecification" in props:
+        enabled = props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+        ddb.update_continuous_backups(
+            TableName=table,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled},
         )
 
 

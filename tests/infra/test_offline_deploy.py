@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import boto3
 import pytest
@@ -14,6 +15,8 @@ from moto.cloudformation.parsing import resource_class_from_type
 
 from chalicelib.budget import UPLOADS_VISIBILITY_S, WORK_VISIBILITY_S
 from infra.offline_deploy import BRIDGED, Deployed, deploy, translate
+from infra.provision import provision
+from infra.resources import LOCAL
 from tests.infra.conftest import Packaged
 
 EMAIL = "ops@example.com"
@@ -188,3 +191,66 @@ def test_alarms_and_email_subscriptions_exist(stack: Stack) -> None:
             "Attributes"
         ]
     )
+
+
+def test_the_deployed_stack_and_the_embedded_stacks_provisioning_agree(stack: Stack) -> None:
+    """Both come from infra/resources.py: the settings each side can compare are equal."""
+    local = provision(stack.session, None, LOCAL)
+    sqs, ddb = stack.session.client("sqs"), stack.session.client("dynamodb")
+    s3 = stack.session.client("s3")
+
+    def queue(url: str) -> tuple[str, int | None]:
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attributes.get("RedrivePolicy", "{}"))
+        return attributes["VisibilityTimeout"], redrive.get("maxReceiveCount")
+
+    def table(name: str) -> tuple[Any, ...]:
+        described = ddb.describe_table(TableName=name)["Table"]
+        indexes = sorted(
+            (i["IndexName"], str(i["KeySchema"]), str(i["Projection"]))
+            for i in described["GlobalSecondaryIndexes"]
+        )
+        ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        return (
+            str(described["KeySchema"]),
+            sorted(str(a) for a in described["AttributeDefinitions"]),
+            indexes,
+            ttl.get("AttributeName"),
+        )
+
+    def notification(bucket: str) -> list[tuple[str, str]]:
+        configured = s3.get_bucket_notification_configuration(Bucket=bucket)
+        return [(str(q["Events"]), str(q["Filter"])) for q in configured["QueueConfigurations"]]
+
+    for name, logical in (
+        (LOCAL.uploads_queue.name, "UploadsQueue"),
+        (LOCAL.work_queue.name, "WorkQueue"),
+        (LOCAL.work_high_queue.name, "WorkHighQueue"),
+    ):
+        assert queue(local.queue_urls[name]) == queue(stack.id(logical)), name
+    assert table(local.table) == table(stack.id("Table"))
+    assert notification(local.bucket) == notification(stack.deployed.outputs["BucketName"])
+
+
+def test_the_table_expires_sessions_and_keeps_point_in_time_recovery(stack: Stack) -> None:
+    ddb = stack.session.client("dynamodb")
+    ttl = ddb.describe_time_to_live(TableName=stack.id("Table"))["TimeToLiveDescription"]
+    backups = ddb.describe_continuous_backups(TableName=stack.id("Table"))
+
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+    recovery = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+    assert recovery["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+def test_the_events_topic_and_the_queues_are_encrypted(stack: Stack) -> None:
+    sns, sqs = stack.session.client("sns"), stack.session.client("sqs")
+    topic = sns.get_topic_attributes(TopicArn=stack.id("EventsTopic"))["Attributes"]
+    queues = [
+        sqs.get_queue_attributes(QueueUrl=stack.id(q), AttributeNames=["SqsManagedSseEnabled"])[
+            "Attributes"
+        ]["SqsManagedSseEnabled"]
+        for q in ("UploadsQueue", "UploadsDlq", "WorkQueue", "WorkDlq", "WorkHighQueue")
+    ]
+
+    assert topic["KmsMasterKeyId"] == "alias/aws/sns"
+    assert queues == ["true"] * 5
