@@ -7,14 +7,42 @@ so each can be deployed with only its own variables and, on AWS, only its own pe
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+ENV_PREFIX = "CHUTE_"
 
 
-class CoreSettings(BaseSettings):
+class EnvSettings(BaseModel):
+    """Settings whose fields not given are read from `CHUTE_<FIELD>` environment variables (any
+    case) when the object is made, then validated as given ones are. What chute used of
+    pydantic-settings, without importing it: that import alone cost every cold start ~0.18 s of
+    CPU, more than half of all of app.py's imports beyond boto3 (bench/cold_start)."""
+
+    # Built when first made, not at import: a function makes one or two of these classes.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    def __init__(self, **values: Any) -> None:
+        environ = {name.upper(): value for name, value in os.environ.items()}
+        for field in type(self).model_fields:
+            name = f"{ENV_PREFIX}{field.upper()}"
+            if field not in values and name in environ:
+                values[field] = environ[name]
+        super().__init__(**values)
+
+
+if TYPE_CHECKING:
+    # Type-checked as what it does: pydantic's mypy plugin knows BaseSettings' fields may come
+    # from the environment, so `ApiSettings()` needs no arguments.
+    from pydantic_settings import BaseSettings as SettingsBase
+else:
+    SettingsBase = EnvSettings
+
+
+class CoreSettings(SettingsBase):
     """What every function needs: where the table and the bucket are."""
-
-    model_config = SettingsConfigDict(env_prefix="CHUTE_", extra="ignore")
 
     region: str = "us-east-1"
     # Set locally to the embedded moto server; unset on AWS.
