@@ -80,7 +80,7 @@ def test_the_deployment_package_is_small_and_carries_no_sdk_or_dev_tools(
         top = {name.split("/", 1)[0] for name in archive.namelist()}
 
     assert packaged.deployment_zip.stat().st_size <= 10 * 1024 * 1024
-    assert {"app.py", "chalicelib", "pydantic", "pydantic_settings", "aws_lambda_powertools"} <= top
+    assert {"app.py", "chalicelib", "pydantic", "aws_lambda_powertools"} <= top
     assert top.isdisjoint({"boto3", "botocore", "moto", "pytest", "mypy", "ruff", "infra", "tests"})
 
 
