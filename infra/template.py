@@ -620,6 +620,11 @@ def _statement(sid: str, actions: Sequence[str], resource: Json, **extra: Json) 
     return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": resource, **extra}
 
 
+# What Lambda's event source mapping does with the function's role (AWS's
+# AWSLambdaSQSQueueExecutionRole); chute itself never changes a message's visibility.
+_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+
+
 def policies(resources: Resources = AWS) -> dict[str, Template]:
     """Each function's policy: only what its code calls, on only its resources."""
     q = {name: get_att(logical, "Arn") for name, logical in _queue_ids(resources).items()}
@@ -695,7 +700,8 @@ def policies(resources: Resources = AWS) -> dict[str, Template]:
         ],
         "sweeper": [
             *common,
-            _statement("ReadDeadLetters", [*_CONSUME], dlqs),
+            # It reads and deletes dead letters itself; nothing polls the DLQs for it.
+            _statement("ReadDeadLetters", ["sqs:ReceiveMessage", "sqs:DeleteMessage"], dlqs),
             _statement(
                 "ReadSources", [read], _objects("uploads/", "inputs/", "plans/", "results/")
             ),
@@ -713,14 +719,6 @@ def policies(resources: Resources = AWS) -> dict[str, Template]:
         }
         for key, body in statements.items()
     }
-
-
-_CONSUME = [
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueAttributes",
-]
 
 
 def write_policies(directory: Path = CHALICE_DIR) -> list[Path]:
@@ -759,6 +757,10 @@ def _authorize_routes(api: Template) -> None:
     body["x-amazon-apigateway-gateway-responses"] = {
         kind: {
             "statusCode": status,
+            # So that a browser's page may read the error of a cross-origin call.
+            "responseParameters": {
+                "gatewayresponse.header.Access-Control-Allow-Origin": "'*'",
+            },
             "responseTemplates": {
                 "application/json": json.dumps(
                     {"error": {"code": code, "message": message, "details": {}}}

@@ -378,18 +378,13 @@ def test_each_function_may_take_only_the_actions_its_code_calls(packaged: Packag
         "sns:Publish",
     }
     s3 = {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
-    consume = {
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-    }
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
     assert {f.key: set(_grants(packaged, f)) for f in FUNCTIONS} == {
         "api": common | s3 | {"sqs:GetQueueAttributes", "cloudwatch:GetMetricStatistics"},
         "on_upload": common | s3 | consume,
         "worker": common | s3 | consume | {"secretsmanager:GetSecretValue", "bedrock:InvokeModel"},
-        "sweeper": common | s3 | consume,
+        "sweeper": common | s3 | {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
     }
 
 
@@ -404,6 +399,7 @@ def test_queue_permissions_name_only_the_queues_each_function_uses(packaged: Pac
     assert worker["sqs:ReceiveMessage"] == work
     assert sweeper["sqs:ReceiveMessage"] == [ARN[q] for q in DLQS]
     assert sweeper["sqs:DeleteMessage"] == [ARN[q] for q in DLQS]
+    assert "sqs:GetQueueAttributes" not in sweeper
 
 
 def test_object_permissions_follow_the_prefixes_each_function_touches(packaged: Packaged) -> None:
@@ -466,3 +462,18 @@ def test_the_package_ships_bytecode_so_a_cold_start_compiles_nothing(packaged: P
     assert "pydantic/__pycache__/main.cpython-311.pyc" in names
     # Lambda's /var/task is read-only: without it every module is compiled at each cold start.
     assert measured["import_app_without_bytecode_s"] > measured["import_app_s"] > 0
+
+
+def test_api_gateways_own_answers_use_chutes_error_shape(packaged: Packaged) -> None:
+    body = packaged.properties("RestAPI")["DefinitionBody"]
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+
+    assert {kind: r["statusCode"] for kind, r in responses.items()} == {
+        "MISSING_AUTHENTICATION_TOKEN": "404",
+        "UNAUTHORIZED": "401",
+        "ACCESS_DENIED": "403",
+    }
+    assert json.loads(missing["responseTemplates"]["application/json"])["error"]["code"] == (
+        "route_not_found"
+    )
