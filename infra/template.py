@@ -826,6 +826,7 @@ def _copy_project(project: Path) -> None:
 
 def chalice_package(stage: str, out: Path, *, project: Path = ROOT / "build" / "chalice") -> Path:
     """`chalice package` of the project into out; chalice's SAM template's path."""
+    out = out.resolve()  # chalice runs in the project's copy
     _copy_project(project)
     if out.exists():
         shutil.rmtree(out)
@@ -911,6 +912,7 @@ def add_bytecode(archive: Path, runtime: str) -> int:
 
 def package(stage: str, out: Path) -> Path:
     """deployment.zip and template.json in out; the template's path."""
+    out = out.resolve()
     sam = json.loads(chalice_package(stage, out).read_text(encoding="utf-8"))
     add_bytecode(out / "deployment.zip", sam["Resources"][API.logical_id]["Properties"]["Runtime"])
     size = (out / "deployment.zip").stat().st_size

@@ -23,6 +23,7 @@ from chalicelib.budget import (
 from chalicelib.config import CoreSettings
 from chalicelib.jobs import BUILT_IN
 from chalicelib.models import Event
+from infra import template
 from infra.resources import OBJECT_DAYS, SESSION_DAYS
 from infra.template import (
     API,
@@ -32,6 +33,7 @@ from infra.template import (
     SWEEPER,
     WORKER,
     Function,
+    PackageError,
     policies,
 )
 from tests.infra.conftest import Packaged
@@ -477,3 +479,20 @@ def test_api_gateways_own_answers_use_chutes_error_shape(packaged: Packaged) -> 
     assert json.loads(missing["responseTemplates"]["application/json"])["error"]["code"] == (
         "route_not_found"
     )
+
+
+def test_a_package_that_chalice_cannot_build_fails_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def no_pypi(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess([], 1, "", "Could not install dependencies:\npydantic")
+
+    def too_slow(*args: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        raise subprocess.TimeoutExpired("chalice", 600)
+
+    monkeypatch.setattr(subprocess, "run", no_pypi)
+    with pytest.raises(PackageError, match=r"exited 1 \(it needs Lambda wheels from PyPI"):
+        template.chalice_package("prod", tmp_path / "out", project=tmp_path / "project")
+    monkeypatch.setattr(subprocess, "run", too_slow)
+    with pytest.raises(PackageError, match="is PyPI reachable"):
+        template.chalice_package("prod", tmp_path / "out", project=tmp_path / "project")
