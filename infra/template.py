@@ -31,12 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib.config import (
-    AdminSettings,
-    CoreSettings,
-    SweeperSettings,
-    WorkSettings,
-)
+from chalicelib.config import AdminSettings, CoreSettings, WorkSettings
 from infra.resources import QueueSpec, Resources, define
 
 Template = dict[str, Any]
@@ -130,11 +125,18 @@ API = Function(
     "APIHandler",
     "api_handler",
     AdminSettings,
-    without=("public_url", "model_base_url", "model", "model_api_key_secret_arn"),
+    without=(
+        "public_url",
+        "model_base_url",
+        "model",
+        "model_api_key_secret_arn",
+        "operator_metrics",
+    ),
 )
 ON_UPLOAD = Function("on_upload", "OnUpload", "on_upload", WorkSettings)
 WORKER = Function("worker", "Worker", "worker", WorkSettings)
-SWEEPER = Function("sweeper", "Sweeper", "sweeper", SweeperSettings)
+# The sweeper reads the operator's view too (AdminSettings: every queue) for its metrics.
+SWEEPER = Function("sweeper", "Sweeper", "sweeper", AdminSettings, without=("email_topic_arn",))
 FUNCTIONS = (API, ON_UPLOAD, WORKER, SWEEPER)
 
 
@@ -169,7 +171,7 @@ PARAMETERS: Template = {
     "NotificationEmail": {
         "Type": "String",
         "Default": "",
-        "Description": "Subscribed (after confirming) to session events and to the alarms.",
+        "Description": "The operator's address: subscribed (after confirming) to the alarms.",
     },
     "AllowedOrigins": {
         "Type": "String",
@@ -263,6 +265,10 @@ def field_values(resources: Resources) -> dict[str, Json]:
         "model": ref("Model"),
         "model_api_key_secret_arn": if_("HasModelApiKey", ref(SECRET), NO_VALUE),
         "public_url": sub(API_ORIGIN + "/api/"),
+        # The API subscribes each person who wants email to the events topic.
+        "email_topic_arn": ref(TOPIC),
+        # The sweeper prints the operator's numbers as CloudWatch EMF metrics each run.
+        "operator_metrics": "true",
     }
 
 
@@ -434,23 +440,13 @@ def _table(resources: Resources) -> Template:
     }
 
 
-def _topics(resources: Resources) -> Template:
-    # Email gets what the outbox gets locally: the same filter on the event attribute.
-    (outbox,) = [s for s in resources.topic.subscriptions if s.queue == resources.outbox_queue.name]
+def _topics() -> Template:
+    # No address is subscribed to the events topic here: each person who wants email gets their
+    # own subscription, filtered on their user_id, made by the API (chalicelib.subscriptions).
     return {
         TOPIC: {
             "Type": "AWS::SNS::Topic",
             "Properties": {"KmsMasterKeyId": "alias/aws/sns"},
-        },
-        "EventsEmailSubscription": {
-            "Type": "AWS::SNS::Subscription",
-            "Condition": "HasNotificationEmail",
-            "Properties": {
-                "TopicArn": ref(TOPIC),
-                "Protocol": "email",
-                "Endpoint": ref("NotificationEmail"),
-                "FilterPolicy": {k: list(v) for k, v in outbox.filter_policy.items()},
-            },
         },
         # Not encrypted: CloudWatch cannot publish to a topic under the AWS managed SNS key, and
         # an alarm says only which queue or function is in trouble.
@@ -597,7 +593,7 @@ def own_resources(resources: Resources) -> Template:
         **_bucket(resources),
         **_queues(resources),
         **_table(resources),
-        **_topics(resources),
+        **_topics(),
         **_cognito(),
         **_secret(),
         **_event_source_mappings(resources),
@@ -657,15 +653,26 @@ def policies(resources: Resources = AWS) -> dict[str, Template]:
         _statement("PublishEvents", ["sns:Publish"], ref(TOPIC)),
     ]
     read, write = "s3:GetObject", ["s3:PutObject", "s3:AbortMultipartUpload"]
+    # The operator's view (chalicelib.stats): every queue's depth and oldest-message age.
+    operator = [
+        _statement("QueueDepths", ["sqs:GetQueueAttributes"], list(q.values())),
+        # CloudWatch has no resource-level permission for this action: "*" is the only resource.
+        _statement("QueueMetrics", ["cloudwatch:GetMetricStatistics"], "*"),
+    ]
     statements: dict[str, list[Template]] = {
         "api": [
             *common,
             # Presigned POSTs are signed with the API's role; exports are written and presigned.
             _statement("WriteUploadsAndExports", write, _objects("uploads/", "results/")),
             _statement("ReadResults", [read], _objects("results/")),
-            _statement("QueueDepths", ["sqs:GetQueueAttributes"], list(q.values())),
-            # The operator's oldest-message ages; CloudWatch has no resource-level permission here.
-            _statement("QueueMetrics", ["cloudwatch:GetMetricStatistics"], "*"),
+            *operator,
+            # Each person's email subscription to the events topic (chalicelib.subscriptions).
+            _statement("SubscribeEmail", ["sns:Subscribe"], ref(TOPIC)),
+            _statement(
+                "KeepEmailSubscriptions",
+                ["sns:Unsubscribe", "sns:SetSubscriptionAttributes"],
+                sub("${EventsTopic}:*"),
+            ),
         ],
         "on_upload": [
             *common,
@@ -706,6 +713,8 @@ def policies(resources: Resources = AWS) -> dict[str, Template]:
                 "ReadSources", [read], _objects("uploads/", "inputs/", "plans/", "results/")
             ),
             _statement("WritePlans", write, _objects("inputs/", "plans/", "uploads/")),
+            # It reads the operator's view each run, for the EMF metrics (chalicelib.metrics).
+            *operator,
         ],
     }
     conditional = {"ReadModelKey": "HasModelApiKey", "InvokeBedrock": "UsesBedrock"}

@@ -176,21 +176,15 @@ def test_the_user_pool_has_the_admin_group_and_the_api_its_authorizer(stack: Sta
     assert authorization("/admin/stats", "GET") == "COGNITO_USER_POOLS"
 
 
-def test_alarms_and_email_subscriptions_exist(stack: Stack) -> None:
+def test_alarms_and_the_operators_alarm_subscription_exist(stack: Stack) -> None:
     alarms = stack.session.client("cloudwatch").describe_alarms()["MetricAlarms"]
-    sns = stack.session.client("sns")
-    subscriptions = sns.list_subscriptions()["Subscriptions"]
-    events = [s for s in subscriptions if s["TopicArn"] == stack.id("EventsTopic")]
+    subscriptions = stack.session.client("sns").list_subscriptions()["Subscriptions"]
 
     assert len(alarms) == 10
-    assert {s["Endpoint"] for s in subscriptions} == {EMAIL}
-    assert len(subscriptions) == 2
-    assert (
-        "FilterPolicy"
-        in sns.get_subscription_attributes(SubscriptionArn=events[0]["SubscriptionArn"])[
-            "Attributes"
-        ]
-    )
+    assert {a["AlarmActions"][0] for a in alarms} == {stack.id("AlarmTopic")}
+    assert [(s["TopicArn"], s["Protocol"], s["Endpoint"]) for s in subscriptions] == [
+        (stack.id("AlarmTopic"), "email", EMAIL)
+    ]
 
 
 def test_the_deployed_stack_and_the_embedded_stacks_provisioning_agree(stack: Stack) -> None:

@@ -22,7 +22,6 @@ from chalicelib.budget import (
 )
 from chalicelib.config import CoreSettings
 from chalicelib.jobs import BUILT_IN
-from chalicelib.models import Event
 from infra import template
 from infra.resources import OBJECT_DAYS, SESSION_DAYS
 from infra.template import (
@@ -256,15 +255,22 @@ def test_the_table_is_on_demand_with_both_indexes_ttl_and_point_in_time_recovery
     assert packaged.resource("Table")["DeletionPolicy"] == "Retain"
 
 
-def test_events_are_encrypted_and_emailed_through_the_local_outboxs_filter(
+def test_events_are_encrypted_and_only_alarms_go_to_the_operators_address(
     packaged: Packaged,
 ) -> None:
-    subscription = packaged.resource("EventsEmailSubscription")
+    subscriptions = {
+        logical: r
+        for logical, r in packaged.template["Resources"].items()
+        if r["Type"] == "AWS::SNS::Subscription"
+    }
 
     assert packaged.properties("EventsTopic") == {"KmsMasterKeyId": "alias/aws/sns"}
-    assert subscription["Condition"] == "HasNotificationEmail"
-    assert subscription["Properties"]["Endpoint"] == {"Ref": "NotificationEmail"}
-    assert subscription["Properties"]["FilterPolicy"] == {"event": [e.value for e in Event]}
+    # People's own subscriptions are made by the API; nobody reads everyone's events.
+    assert list(subscriptions) == ["AlarmEmailSubscription"]
+    assert subscriptions["AlarmEmailSubscription"]["Condition"] == "HasNotificationEmail"
+    assert subscriptions["AlarmEmailSubscription"]["Properties"]["TopicArn"] == {
+        "Ref": "AlarmTopic"
+    }
 
 
 def test_the_sweeper_runs_every_minute(packaged: Packaged) -> None:
@@ -381,12 +387,16 @@ def test_each_function_may_take_only_the_actions_its_code_calls(packaged: Packag
     }
     s3 = {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
     consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    operator = {"sqs:GetQueueAttributes", "cloudwatch:GetMetricStatistics"}
 
     assert {f.key: set(_grants(packaged, f)) for f in FUNCTIONS} == {
-        "api": common | s3 | {"sqs:GetQueueAttributes", "cloudwatch:GetMetricStatistics"},
+        "api": common
+        | s3
+        | operator
+        | {"sns:Subscribe", "sns:Unsubscribe", "sns:SetSubscriptionAttributes"},
         "on_upload": common | s3 | consume,
         "worker": common | s3 | consume | {"secretsmanager:GetSecretValue", "bedrock:InvokeModel"},
-        "sweeper": common | s3 | {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+        "sweeper": common | s3 | operator | {"sqs:ReceiveMessage", "sqs:DeleteMessage"},
     }
 
 
@@ -397,11 +407,11 @@ def test_queue_permissions_name_only_the_queues_each_function_uses(packaged: Pac
 
     assert [g["sqs:SendMessage"] for g in (api, on_upload, worker, sweeper)] == [work] * 4
     assert sorted(map(str, api["sqs:GetQueueAttributes"])) == sorted(map(str, ARN.values()))
+    assert sorted(map(str, sweeper["sqs:GetQueueAttributes"])) == sorted(map(str, ARN.values()))
     assert on_upload["sqs:ReceiveMessage"] == [ARN["UploadsQueue"]]
     assert worker["sqs:ReceiveMessage"] == work
     assert sweeper["sqs:ReceiveMessage"] == [ARN[q] for q in DLQS]
     assert sweeper["sqs:DeleteMessage"] == [ARN[q] for q in DLQS]
-    assert "sqs:GetQueueAttributes" not in sweeper
 
 
 def test_object_permissions_follow_the_prefixes_each_function_touches(packaged: Packaged) -> None:
@@ -451,7 +461,25 @@ def test_the_api_gets_every_queue_and_no_model_settings(packaged: Packaged) -> N
         "CHUTE_UPLOADS_DLQ_URL",
         "CHUTE_WORK_DLQ_URL",
         "CHUTE_WORK_HIGH_DLQ_URL",
+        "CHUTE_EMAIL_TOPIC_ARN",
     }
+
+
+def test_only_the_api_keeps_email_subscriptions_and_only_the_sweeper_prints_metrics(
+    packaged: Packaged,
+) -> None:
+    api = _grants(packaged, API)
+    variables = {
+        f.key: packaged.properties(f.logical_id)["Environment"]["Variables"] for f in FUNCTIONS
+    }
+
+    assert api["sns:Subscribe"] == [{"Ref": "EventsTopic"}]
+    assert api["sns:Unsubscribe"] == [{"Fn::Sub": "${EventsTopic}:*"}]
+    assert {k for k, v in variables.items() if "CHUTE_EMAIL_TOPIC_ARN" in v} == {"api"}
+    assert {k for k, v in variables.items() if v.get("CHUTE_OPERATOR_METRICS") == "true"} == {
+        "sweeper"
+    }
+    assert variables["sweeper"]["CHUTE_UPLOADS_QUEUE_URL"] == {"Ref": "UploadsQueue"}
 
 
 def test_the_package_ships_bytecode_so_a_cold_start_compiles_nothing(packaged: Packaged) -> None:
