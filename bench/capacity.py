@@ -578,7 +578,7 @@ def auth_headers(user: str = "bench") -> dict[str, str]:
     from chalicelib.auth import issue_token
     from infra.inprocess import TOKEN_KEY
 
-    token = issue_token(TOKEN_KEY, user, 0)
+    token = issue_token(TOKEN_KEY, user, time.time())
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 

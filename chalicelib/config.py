@@ -8,7 +8,7 @@ so each can be deployed with only its own variables and, on AWS, only its own pe
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -55,7 +55,10 @@ class CoreSettings(SettingsBase):
 class ApiSettings(CoreSettings):
     """The HTTP API: sessions, uploads, status."""
 
-    # HMAC key for local bearer tokens (`chute token NAME`); on AWS, Cognito authorizes instead.
+    # Who vouches for the caller (CHUTE_AUTH_MODE): `local`, chute's own HMAC bearer tokens
+    # (`chute token NAME`), signed with `token_key`; or `cognito`, API Gateway's Cognito authorizer,
+    # whose verified claims the app reads from the request context. One or the other, never both.
+    auth_mode: Literal["local", "cognito"] = "local"
     token_key: SecretStr | None = None
     max_files: int = Field(default=1000, ge=1)
     max_file_bytes: int = Field(default=2 * 1024**3, ge=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import re
 from collections.abc import Callable
 from typing import Any, ParamSpec
 
@@ -13,7 +12,7 @@ from chalice import Response  # type: ignore[attr-defined]
 from chalice.app import Request
 from pydantic import BaseModel
 
-from chalicelib.auth import Principal, bearer, verify_principal
+from chalicelib.auth import Principal, bearer, cognito_principal, verify_principal
 from chalicelib.config import ApiSettings
 from chalicelib.errors import (
     ChuteError,
@@ -66,21 +65,20 @@ def json_body(request: Request) -> Any:
         raise InvalidInput(f"The body is not valid JSON: {exc}.", code="invalid_json") from exc
 
 
-ADMIN_GROUP = "admin"
-
-
 def current_principal(request: Request, services: Services[ApiSettings]) -> Principal:
-    """The caller: Cognito claims when API Gateway authorized the call (an admin is in the
-    `admin` group), else a local HMAC token (`chute token NAME --admin`)."""
-    claims = (request.context.get("authorizer") or {}).get("claims") or {}
-    if claims.get("cognito:username"):
-        # API Gateway passes the groups as one string: "admin,users" or "[admin users]".
-        groups = re.split(r"[^\w-]+", str(claims.get("cognito:groups") or ""))
-        return Principal(str(claims["cognito:username"]), admin=ADMIN_GROUP in groups)
-    key = services.settings.token_key
-    if key is None:
+    """The caller, vouched for as the deployment's `auth_mode` says: in `cognito` mode by the
+    claims API Gateway's authorizer verified (a bearer token is not looked at), in `local` mode by
+    a chute token (authorizer claims, which nothing verified locally, are not looked at)."""
+    settings = services.settings
+    if settings.auth_mode == "cognito":
+        return cognito_principal(request.context)
+    if settings.token_key is None:
         raise Unauthorized("This deployment has no token key configured.", code="auth_unavailable")
-    return verify_principal(key.get_secret_value(), bearer(request.headers.get("authorization")))
+    return verify_principal(
+        settings.token_key.get_secret_value(),
+        bearer(request.headers.get("authorization")),
+        now=services.clock.now(),
+    )
 
 
 def current_user(request: Request, services: Services[ApiSettings]) -> str:

@@ -82,6 +82,7 @@ def token(
     admin: Annotated[
         bool, typer.Option("--admin", help="An operator's token (the /admin routes).")
     ] = False,
+    days: Annotated[int, typer.Option("--days", min=1, help="Days until it expires.")] = 30,
 ) -> None:
     """Print a local bearer token for NAME, signed with the local stack's key."""
     key_path = root_of(ctx) / TOKEN_KEY_PATH
@@ -90,7 +91,9 @@ def token(
     except FileNotFoundError:
         fail(f"No token key at {key_path}: run `make run` first.")
     try:
-        typer.echo(issue_token(key, name, SystemClock().now(), admin=admin))
+        typer.echo(
+            issue_token(key, name, SystemClock().now(), admin=admin, lifetime_s=days * 86400)
+        )
     except ValueError as error:
         fail(str(error), code=2)
 

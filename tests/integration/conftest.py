@@ -25,9 +25,12 @@ class Stack:
     stack: InProcessStack
     client: Client
 
+    def token(self, user: str = "alice", *, admin: bool = False) -> str:
+        """A bearer token for `user`, issued now by the stack's clock."""
+        return issue_token(TOKEN_KEY, user, self.stack.services.clock.now(), admin=admin)
+
     def auth(self, user: str = "alice") -> dict[str, str]:
-        token = issue_token(TOKEN_KEY, user, 0)
-        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        return {"Authorization": f"Bearer {self.token(user)}", "Content-Type": "application/json"}
 
     def create(self, files: list[tuple[str, bytes]], user: str = "alice") -> dict[str, Any]:
         manifest = {

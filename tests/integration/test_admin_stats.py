@@ -8,18 +8,16 @@ from typing import Any
 
 import requests
 
-from chalicelib.auth import issue_token
 from chalicelib.budget import STUCK_GRACE_S
 from chalicelib.clock import FakeClock
 from chalicelib.store.keys import DUE_SHARDS, due_shard
-from infra.inprocess import TOKEN_KEY
 from tests.integration.conftest import Stack
 from tests.integration.test_control import control, prompts_session
 from tests.integration.test_sweeper import claim, lost_leases
 
 
 def stats(stack: Stack, *, admin: bool = True) -> tuple[int, Any]:
-    token = issue_token(TOKEN_KEY, "ops", 0, admin=admin)
+    token = stack.token("ops", admin=admin)
     response = stack.client.http.get("/admin/stats", headers={"Authorization": f"Bearer {token}"})
     return response.status_code, json.loads(response.body)
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_start_writes_local_json_and_serves_the_app_on_a_free_port(stack: LocalS
         assert json.load(response) == {"pong": "yes"}
     key_path = Path(info["token_key_path"])
     assert key_path.stat().st_mode & 0o777 == 0o600
-    assert verify_token(key_path.read_text().strip(), info["token"]) == "dev"
+    assert verify_token(key_path.read_text().strip(), info["token"], now=time.time()) == "dev"
 
 
 def test_resources_are_provisioned(stack: LocalStack, aws: Clients) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.auth import issue_token
 from chalicelib.sweeper import sweep
-from infra.inprocess import TOKEN_KEY
 from tests.integration.conftest import Stack
 
 
@@ -36,7 +34,7 @@ def dead_letter_first_file(stack: Stack, files: list[tuple[str, bytes]]) -> str:
 
 
 def redrive(stack: Stack, *, admin: bool = True) -> tuple[int, Any]:
-    token = issue_token(TOKEN_KEY, "ops", 0, admin=admin)
+    token = stack.token("ops", admin=admin)
     response = stack.client.http.post(
         "/admin/dlq/redrive", headers={"Authorization": f"Bearer {token}"}
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import socket
+import time
 from collections.abc import Callable
 from datetime import datetime
 from email import message_from_bytes
@@ -135,19 +137,32 @@ def root(tmp_path: Path) -> Path:
 def test_token_prints_a_token_signed_with_the_local_key(root: Path) -> None:
     result = CliRunner().invoke(app, ["--root", str(root), "token", "alice"])
     assert result.exit_code == 0, result.output
-    assert verify_token(KEY, result.stdout.strip()) == "alice"
+    assert verify_token(KEY, result.stdout.strip(), now=time.time()) == "alice"
 
 
 def test_token_admin_prints_an_operators_token(root: Path) -> None:
     result = CliRunner().invoke(app, ["--root", str(root), "token", "ops", "--admin"])
     assert result.exit_code == 0, result.output
-    assert verify_principal(KEY, result.stdout.strip()) == Principal("ops", admin=True)
+    assert verify_principal(KEY, result.stdout.strip(), now=time.time()) == Principal(
+        "ops", admin=True
+    )
+
+
+def test_token_expires_after_30_days_unless_days_says_otherwise(root: Path) -> None:
+    lifetimes = []
+    for extra in ([], ["--days", "2"]):
+        result = CliRunner().invoke(app, ["--root", str(root), "token", "alice", *extra])
+        assert result.exit_code == 0, result.output
+        payload = result.stdout.strip().split(".")[0]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        lifetimes.append(claims["exp"] - claims["iat"])
+    assert lifetimes == [30 * 86400, 2 * 86400]
 
 
 def test_token_root_can_come_from_the_environment(root: Path) -> None:
     result = CliRunner().invoke(app, ["token", "bob"], env={"CHUTE_ROOT": str(root)})
     assert result.exit_code == 0, result.output
-    assert verify_token(KEY, result.stdout.strip()) == "bob"
+    assert verify_token(KEY, result.stdout.strip(), now=time.time()) == "bob"
 
 
 def test_token_without_a_key_says_to_start_the_stack(tmp_path: Path) -> None:
