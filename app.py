@@ -14,7 +14,7 @@ from chalice import Chalice, Rate, Response  # type: ignore[attr-defined]
 from chalice.app import CloudWatchEvent, Request
 
 from chalicelib import sessions, web
-from chalicelib.bodies import parse_body
+from chalicelib.bodies import MANIFEST_MAX_BYTES, PREFERENCES_MAX_BYTES, parse_body
 from chalicelib.config import (
     AdminSettings,
     ApiSettings,
@@ -79,7 +79,8 @@ def page_style() -> Response:
 def create_session() -> Response:
     services = get_services(ApiSettings)
     user = current_user(_request(), services)
-    created = sessions.create_session(services, user, json_body(_request()))
+    manifest = json_body(_request(), max_bytes=MANIFEST_MAX_BYTES)
+    created = sessions.create_session(services, user, manifest)
     return json_response(created, 201)
 
 
@@ -211,7 +212,7 @@ def put_preferences() -> Response:
     user = current_user(request, services)
     preferences = parse_body(
         Preferences,
-        json_body(request),
+        json_body(request, max_bytes=PREFERENCES_MAX_BYTES),
         code="invalid_preferences",
         what="The preferences",
         shape='{"email": [events], "in_app": [events]}',

@@ -10,6 +10,12 @@ from chalicelib.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
 
+# The most each route reads, checked before the body is parsed. A manifest of 1,000 files is
+# ~0.4 MB; inline prompts are what fills one, and Lambda takes at most 6 MB of request from API
+# Gateway anyway (a larger batch goes as an uploaded file). Preferences are two short lists.
+MANIFEST_MAX_BYTES = 5 * 1024**2
+PREFERENCES_MAX_BYTES = 16 * 1024
+
 
 def parse_body(model: type[M], body: Any, *, code: str, what: str, shape: str) -> M:
     """`body` as `model`; InvalidInput (`code`) naming the first problem and listing them all.

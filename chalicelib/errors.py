@@ -52,6 +52,11 @@ class MethodNotAllowed(ChuteError):
     default_code = "method_not_allowed"
 
 
+class PayloadTooLarge(ChuteError):
+    http_status = 413
+    default_code = "body_too_large"
+
+
 class Conflict(ChuteError):
     http_status = 409
     default_code = "conflict"

@@ -19,6 +19,7 @@ from chalicelib.errors import (
     Forbidden,
     InvalidInput,
     MethodNotAllowed,
+    PayloadTooLarge,
     Unauthorized,
 )
 from chalicelib.log import logger
@@ -55,14 +56,23 @@ def handles_errors(view: Callable[P, Response]) -> Callable[P, Response]:
     return wrapper
 
 
-def json_body(request: Request) -> Any:
+def json_body(request: Request, *, max_bytes: int) -> Any:
+    """The request's JSON body: 413 `body_too_large` above `max_bytes` (before any parsing),
+    400 `invalid_json` when it is missing or not JSON."""
     raw = request.raw_body
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(
+            f"The body is {len(raw):,} bytes; this route takes at most {max_bytes:,}.",
+            details={"size_bytes": len(raw), "max_bytes": max_bytes},
+        )
     if not raw:
         raise InvalidInput("Send a JSON body.", code="invalid_json")
     try:
         return json.loads(raw)
     except ValueError as exc:
         raise InvalidInput(f"The body is not valid JSON: {exc}.", code="invalid_json") from exc
+    except RecursionError as exc:  # "[[[[…" nested deeper than the parser recurses
+        raise InvalidInput("The body is nested too deeply.", code="invalid_json") from exc
 
 
 def current_principal(request: Request, services: Services[ApiSettings]) -> Principal:

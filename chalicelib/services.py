@@ -26,6 +26,7 @@ T = TypeVar("T")
 # Which function's settings these services carry (ApiSettings, WorkSettings …).
 S_co = TypeVar("S_co", bound=CoreSettings, covariant=True)
 S = TypeVar("S", bound=CoreSettings)
+S3V4 = Config(signature_version="s3v4")
 
 
 class Services(Generic[S_co]):
@@ -62,7 +63,10 @@ class Services(Generic[S_co]):
 
     @cached_property
     def s3(self) -> S3Client:
-        return self._session.client("s3", **self._client_kwargs())  # type: ignore[call-overload,no-any-return]
+        # SigV4 for presigned POSTs and GETs too (boto3 would sign them SigV2, which S3 refuses
+        # for buckets made since 2020).
+        kwargs = {**self._client_kwargs(), "config": self._config.merge(S3V4)}
+        return self._session.client("s3", **kwargs)  # type: ignore[call-overload,no-any-return]
 
     @cached_property
     def sqs(self) -> SQSClient:
