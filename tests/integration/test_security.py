@@ -126,6 +126,21 @@ def test_every_route_but_the_page_refuses_a_missing_expired_or_foreign_token(
     ]
 
 
+def test_in_cognito_mode_no_route_takes_a_local_token_even_an_operators(clock: FakeClock) -> None:
+    with (
+        InProcessStack(clock, auth_mode="cognito") as inner,
+        Client(inner.app.app) as client,
+    ):
+        stack = Stack(inner, client)
+        headers = bearer(stack.token("ops", admin=True))
+
+        answers = {route: call(stack, route, headers=headers) for route in USER | SESSION | ADMIN}
+
+    assert {
+        route: (status, body["error"]["code"]) for route, (status, body) in answers.items()
+    } == dict.fromkeys(USER | SESSION | ADMIN, (401, "claims_missing"))
+
+
 @pytest.mark.parametrize("route", sorted(STATIC))
 def test_the_page_and_its_assets_need_no_token(stack: Stack, route: Route) -> None:
     assert call(stack, route)[0] == 200
@@ -268,7 +283,7 @@ def policy_of(ticket: dict[str, Any]) -> dict[str, Any]:
     [
         ("report.pdf", 64 * 1024**2, "application/pdf", "documents"),  # a document's largest
         ("archive.zip", 2 * 1024**3, "application/zip", "documents"),  # an archive's largest
-        ("rows.csv", 10 * 1000**2, "text/csv", "prompts"),  # a prompts batch's largest
+        ("rows.csv", 10 * 1024**2, "text/csv", "prompts"),  # a prompts batch's largest
         ("notes.txt", 1, "text/plain", "documents"),
     ],
 )
@@ -307,6 +322,26 @@ def test_each_files_policy_pins_its_key_type_exact_size_and_15_minutes(
     expiration = datetime.strptime(policy["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert before + timedelta(seconds=900) <= expiration <= after + timedelta(seconds=900)
     assert ticket["expires_at"] == stack.stack.services.clock.now() + 900
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "job_type"),
+    [("report.pdf", 64 * 1024**2 + 1, "documents"), ("rows.csv", 10 * 1024**2 + 1, "prompts")],
+)
+def test_a_file_over_its_types_limit_gets_no_presigned_post_at_all(
+    stack: Stack, name: str, size: int, job_type: str
+) -> None:
+    manifest = {"job_type": job_type, "files": [{"name": name, "size": size}]}
+
+    status, body = call(
+        stack, ("POST", "/sessions"), headers=bearer(stack.token()), body=json.dumps(manifest)
+    )
+
+    assert (status, body["error"]["code"], body["error"]["details"]["max_file_bytes"]) == (
+        400,
+        "file_too_large",
+        size - 1,
+    )
 
 
 @pytest.mark.parametrize(
