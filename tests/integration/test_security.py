@@ -43,6 +43,8 @@ USER: set[Route] = {
 SESSION: set[Route] = {
     ("GET", "/sessions/{sid}"),
     ("GET", "/sessions/{sid}/files"),
+    ("GET", "/sessions/{sid}/uploads"),
+    ("POST", "/sessions/{sid}/uploads"),
     ("GET", "/sessions/{sid}/results"),
     ("POST", "/sessions/{sid}/pause"),
     ("POST", "/sessions/{sid}/resume"),
