@@ -25,6 +25,7 @@ from chalicelib.config import (
 from chalicelib.http import (
     answer_other_methods,
     current_admin,
+    current_principal,
     current_user,
     encode_cursor,
     handles_errors,
@@ -40,6 +41,7 @@ from chalicelib.services import get_services
 if TYPE_CHECKING:
     from chalicelib.services import Services
     from chalicelib.store.items import SessionView
+from chalicelib.subscriptions import save_preferences
 
 app = Chalice(app_name="chute")
 
@@ -78,9 +80,9 @@ def page_style() -> Response:
 @handles_errors
 def create_session() -> Response:
     services = get_services(ApiSettings)
-    user = current_user(_request(), services)
+    caller = current_principal(_request(), services)
     manifest = json_body(_request(), max_bytes=MANIFEST_MAX_BYTES)
-    created = sessions.create_session(services, user, manifest)
+    created = sessions.create_session(services, caller.user, manifest, email=caller.email)
     return json_response(created, 201)
 
 
@@ -209,7 +211,7 @@ def get_preferences() -> Response:
 @handles_errors
 def put_preferences() -> Response:
     services, request = get_services(ApiSettings), _request()
-    user = current_user(request, services)
+    caller = current_principal(request, services)
     preferences = parse_body(
         Preferences,
         json_body(request, max_bytes=PREFERENCES_MAX_BYTES),
@@ -217,7 +219,7 @@ def put_preferences() -> Response:
         what="The preferences",
         shape='{"email": [events], "in_app": [events]}',
     )
-    services.store.put_preferences(user, preferences)
+    save_preferences(services, caller.user, preferences, caller.email)
     return json_response(preferences)
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from chalicelib.config import ApiSettings
 from chalicelib.log import logger
-from chalicelib.models import Event
+from chalicelib.models import Event, Preferences
+from chalicelib.services import Services
 from chalicelib.store import Store
 from chalicelib.store.items import EmailSubscription, PreferencesItem
 
@@ -70,3 +72,17 @@ def sync_email_subscription(
         extra={"user_id": item.owner, "events": len(wanted), "subscribed": bool(subscription)},
     )
     return updated
+
+
+def save_preferences(
+    services: Services[ApiSettings], owner: str, preferences: Preferences, address: str | None
+) -> None:
+    """`PUT /me/preferences`: store them, and on AWS bring the person's subscription in step."""
+    topic = services.settings.email_topic_arn
+    if not topic:
+        services.store.put_preferences(owner, preferences)
+        return
+    before = services.store.get_preferences_item(owner)
+    item = before.model_copy(update={"preferences": preferences})
+    if sync_email_subscription(services.sns, topic, services.store, item, address) is item:
+        services.store.put_preferences(owner, preferences)  # the subscription was already so

@@ -269,6 +269,8 @@ def field_values(resources: Resources) -> dict[str, Json]:
         "email_topic_arn": ref(TOPIC),
         # The sweeper prints the operator's numbers as CloudWatch EMF metrics each run.
         "operator_metrics": "true",
+        # The API reads who is calling from the Cognito authorizer's claims, never local tokens.
+        "auth_mode": "cognito",
     }
 
 

@@ -462,6 +462,7 @@ def test_the_api_gets_every_queue_and_no_model_settings(packaged: Packaged) -> N
         "CHUTE_WORK_DLQ_URL",
         "CHUTE_WORK_HIGH_DLQ_URL",
         "CHUTE_EMAIL_TOPIC_ARN",
+        "CHUTE_AUTH_MODE",
     }
 
 
@@ -480,6 +481,8 @@ def test_only_the_api_keeps_email_subscriptions_and_only_the_sweeper_prints_metr
         "sweeper"
     }
     assert variables["sweeper"]["CHUTE_UPLOADS_QUEUE_URL"] == {"Ref": "UploadsQueue"}
+    # Who calls is read from the Cognito authorizer's claims on AWS, never from local tokens.
+    assert variables["api"]["CHUTE_AUTH_MODE"] == "cognito"
 
 
 def test_the_package_ships_bytecode_so_a_cold_start_compiles_nothing(packaged: Packaged) -> None:

@@ -8,9 +8,11 @@ from typing import Any
 import boto3
 import pytest
 
+from chalicelib.config import ApiSettings
 from chalicelib.models import Event, Preferences
+from chalicelib.services import Services
 from chalicelib.store import Store
-from chalicelib.subscriptions import sync_email_subscription
+from chalicelib.subscriptions import save_preferences, sync_email_subscription
 from infra.provision import Provisioned
 
 ENDINGS = [Event.COMPLETED, Event.COMPLETED_WITH_ERRORS, Event.FAILED]
@@ -99,3 +101,26 @@ def test_without_an_address_nobody_is_subscribed(
     )
     assert item.subscription is None
     assert email_subscriptions(sns, provisioned.topic_arn) == []
+
+
+@pytest.mark.parametrize("on_aws", [True, False])
+def test_saving_preferences_keeps_the_subscription_in_step_on_aws_only(
+    aws: boto3.Session, sns: Any, provisioned: Provisioned, on_aws: bool
+) -> None:
+    topic = provisioned.topic_arn
+    settings = ApiSettings(
+        bucket=provisioned.bucket,
+        table=provisioned.table,
+        email_topic_arn=topic if on_aws else None,
+    )
+    services = Services(settings, session=aws)
+    save_preferences(services, "erin", Preferences(email=ENDINGS), "erin@example.com")
+
+    assert services.store.get_preferences("erin") == Preferences(email=ENDINGS)
+    expected = [
+        {
+            "address": "erin@example.com",
+            "policy": {"user_id": ["erin"], "event": [e.value for e in ENDINGS]},
+        }
+    ]
+    assert email_subscriptions(sns, topic) == (expected if on_aws else [])
