@@ -31,8 +31,8 @@ lint: venv
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
 
-test: lint  ## lint, type-check, then every test but the slow ones (unit, integration, e2e, faults)
-	$(BIN)/python -m pytest -q -m "not slow"
+test: lint  ## lint, type-check, then every test but the slow ones (unit, integration, e2e, faults), on 2 workers
+	$(BIN)/python -m pytest -q -m "not slow" -n 2
 
 slow: venv  ## the slow scenarios (hundreds of units under faults); CI runs them after `make test`
 	$(BIN)/python -m pytest -q -m slow

@@ -70,6 +70,8 @@ def test_a_clean_restart_keeps_every_session_as_it_was_and_the_stack_works_on(ro
         sid = create(first)
         settled(first, sid)
         wait_for(lambda: emails_about(first, sid) == 1, what="the email")
+        # The email can be out a moment before the send is recorded on META.
+        wait_for(lambda: api(first, "GET", f"/sessions/{sid}")["notified"], what="notified")
         before = api(first, "GET", f"/sessions/{sid}")
         files_before = api(first, "GET", f"/sessions/{sid}/files")
 
