@@ -532,8 +532,11 @@ function renderSummary(s) {
   $("session-title").textContent = s.name || "Untitled session";
   $("session-status").replaceWith(Object.assign(badge(s.status), { id: "session-status" }));
   const kind = label(s.job_type);
+  const usage = s.usage?.tokens_in || s.usage?.tokens_out
+    ? ` · ${s.usage.tokens_in.toLocaleString()} tokens in, ${s.usage.tokens_out.toLocaleString()} out`
+    : "";
   $("session-meta").textContent =
-    `${kind} · priority ${s.priority} · started ${formatTime(s.created_at)} · id ${s.session_id}`;
+    `${kind} · priority ${s.priority} · started ${formatTime(s.created_at)}${usage} · id ${s.session_id}`;
   renderLinks(s);
   $("overall").value = s.progress;
   $("overall").setAttribute("aria-valuetext", `${Math.floor(s.progress)}%`);

@@ -241,6 +241,7 @@ def test_pasted_prompts_pause_resume_and_a_reload_mid_way(
             "data-status", "completed", timeout=90_000
         )
         expect(page.locator("#summary")).to_have_text("All 20 rows done.")
+        expect(page.locator("#session-meta")).to_contain_text(" tokens in, ")
         expect(page.locator("#unit-rows tr[data-status=completed]")).to_have_count(20)
         announced = [a["text"] for a in page.evaluate("window.__announced")]
     assert "Resumed. " in " ".join(announced)
