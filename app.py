@@ -129,7 +129,7 @@ def list_files(sid: str) -> Response:
 @app.route("/sessions/{sid}/uploads", methods=["GET", "POST"], cors=True)
 @handles_errors
 def missing_uploads(sid: str) -> Response:
-    """GET: the declared files that have not arrived; POST: the same, with a fresh form each."""
+    """GET: the declared files not yet received; POST: the same, with a fresh form each."""
     services, request = get_services(ApiSettings), _request()
     view = sessions.owned_session(services.store, sid, current_user(request, services))
     presign = request.method == "POST"
@@ -298,11 +298,11 @@ def worker(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
 def sweeper(event: CloudWatchEvent) -> None:
-    from chalicelib.metrics import publish_operator_metrics
-    from chalicelib.stats import admin_stats
+    from chalicelib.metrics import publish_after_sweep
     from chalicelib.sweeper import sweep
 
     services = get_services(SweeperSettings)
-    sweep(services, getattr(event.context, "get_remaining_time_in_millis", None))
+    remaining = getattr(event.context, "get_remaining_time_in_millis", None)
+    sweep(services, remaining)
     if services.settings.operator_metrics:
-        publish_operator_metrics(admin_stats(get_services(AdminSettings)))
+        publish_after_sweep(get_services(AdminSettings), remaining)

@@ -159,8 +159,8 @@ def _groups(value: object) -> set[str]:
 def cognito_principal(context: Mapping[str, Any] | None) -> Principal:
     """The caller API Gateway's Cognito authorizer verified, from the request context's
     ``authorizer.claims``: the user is ``cognito:username`` (else ``sub``), an operator is in the
-    `admin` group, and ``email`` is kept. 401 when the context holds no usable identity (a route
-    deployed without the authorizer)."""
+    `admin` group, and ``email`` is kept when ``email_verified``. 401 when the context holds no
+    usable identity (a route deployed without the authorizer)."""
     authorizer = (context or {}).get("authorizer") or {}
     claims = authorizer.get("claims") if isinstance(authorizer, Mapping) else None
     if not isinstance(claims, Mapping) or not claims:
@@ -172,8 +172,11 @@ def cognito_principal(context: Mapping[str, Any] | None) -> Principal:
     if not isinstance(user, str) or not _COGNITO_USER.match(user):
         raise Unauthorized("The verified identity names no usable user.", code="claims_invalid")
     email = claims.get("email")
+    verified = str(claims.get("email_verified", "")).lower() == "true"
     return Principal(
         user,
         admin=ADMIN_GROUP in _groups(claims.get("cognito:groups")),
-        email=email if isinstance(email, str) and email else None,
+        # Only an address the person proved is theirs: Cognito lets a user set any address,
+        # and chute subscribes the address it is given to their emails.
+        email=email if isinstance(email, str) and email and verified else None,
     )

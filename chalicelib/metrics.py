@@ -11,8 +11,12 @@ terminal would fill with JSON); the deployment turns it on (`CHUTE_OPERATOR_METR
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from chalicelib.config import AdminSettings
+from chalicelib.log import logger
+from chalicelib.services import Services
 
 NAMESPACE = "chute"
 SERVICE = "chute"
@@ -59,3 +63,26 @@ def publish_operator_metrics(stats: Mapping[str, Any]) -> int:
         metrics.add_metric(name="UnitsFailedByCode", unit=count, value=n)
         flushed(metrics)
     return blobs
+
+
+# The metrics follow the sweep in the same invocation: they are skipped when less is left.
+MIN_REMAINING_MS = 30_000
+
+
+def publish_after_sweep(
+    services: Services[AdminSettings], remaining_ms: Callable[[], int] | None
+) -> bool:
+    """The sweeper's last step on AWS: the operator's numbers as metrics, best effort — a failure
+    or too little time left is logged, never the sweep's failure (which would raise the
+    function's error alarm and have EventBridge run the sweep again)."""
+    from chalicelib.stats import admin_stats
+
+    if remaining_ms is not None and remaining_ms() < MIN_REMAINING_MS:
+        logger.warning("operator metrics skipped: too little time left after the sweep")
+        return False
+    try:
+        publish_operator_metrics(admin_stats(services))
+    except Exception:
+        logger.exception("operator metrics not published")
+        return False
+    return True

@@ -38,7 +38,7 @@ from chalicelib.store import StartKey, Store
 from chalicelib.store.codec import serialize
 from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
 from chalicelib.store.keys import UnitRef
-from chalicelib.subscriptions import sync_email_subscription
+from chalicelib.subscriptions import sync_best_effort
 
 # One type policy (chalicelib.filetypes): what may be uploaded alone is what the processor reads,
 # plus zips of such documents.
@@ -159,11 +159,8 @@ def create_session(
         files = [FileSpec(name=INLINE_BATCH_NAME, size=len(inline), content_type=JSONL_TYPE)]
     settings, clock = services.settings, services.clock
     preferences = services.store.get_preferences_item(owner)
-    if settings.email_topic_arn and email:
-        # The first session of a person who wants email subscribes them (once: see the module).
-        sync_email_subscription(
-            services.sns, settings.email_topic_arn, services.store, preferences, email
-        )
+    # The first session of a person who wants email subscribes them (once: see the module).
+    sync_best_effort(services, preferences, email)
     now = clock.now()
     sid = clock.new_id()
     expires_in = settings.presign_expiry_s
@@ -229,7 +226,8 @@ def create_session(
 def missing_uploads(
     services: Services[ApiSettings], view: SessionView, *, presign: bool
 ) -> MissingUploads:
-    """The declared files that have not arrived; with `presign`, a fresh form for each.
+    """The declared files not yet received (not yet read by the fan-out); with `presign`, a
+    fresh form for each.
 
     For a person whose upload was cut short (a reload, a lost connection): the same file sent
     again to the same key is read once, as the fan-out claims each file once. The new forms

@@ -14,8 +14,11 @@ event and the `make run` terminal shows the emails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
 
 from chalicelib.config import ApiSettings
 from chalicelib.log import logger
@@ -36,7 +39,10 @@ def filter_policy(owner: str, events: list[Event]) -> str:
 def sync_email_subscription(
     sns: SNSClient, topic_arn: str, store: Store, item: PreferencesItem, address: str | None
 ) -> PreferencesItem:
-    """Make the person's subscription match their email preferences; the item as it is now."""
+    """Make the person's subscription match their email preferences; the item as it is now.
+
+    A subscription removed outside chute (the person unsubscribed from an email, or never
+    confirmed and SNS dropped it) is made again. SNS errors are the caller's to catch."""
     events = item.preferences.email
     current = item.subscription
     wanted = [e.value for e in events]
@@ -45,44 +51,60 @@ def sync_email_subscription(
     if current is not None and current.address == address and current.events == wanted:
         return item  # already so: no SNS call
     if current is not None and (not events or current.address != address):
-        sns.unsubscribe(SubscriptionArn=current.arn)
+        with contextlib.suppress(sns.exceptions.NotFoundException):
+            sns.unsubscribe(SubscriptionArn=current.arn)
         current = None
     subscription: EmailSubscription | None = None
     if events and address:
-        if current is None:
+        policy = filter_policy(item.owner, events)
+        arn = current.arn if current is not None else None
+        if arn is not None:
+            try:
+                sns.set_subscription_attributes(
+                    SubscriptionArn=arn, AttributeName="FilterPolicy", AttributeValue=policy
+                )
+            except (sns.exceptions.NotFoundException, sns.exceptions.InvalidParameterException):
+                arn = None  # gone: subscribe again
+        if arn is None:
             arn = sns.subscribe(
                 TopicArn=topic_arn,
                 Protocol="email",
                 Endpoint=address,
-                Attributes={"FilterPolicy": filter_policy(item.owner, events)},
+                Attributes={"FilterPolicy": policy},
                 ReturnSubscriptionArn=True,
             )["SubscriptionArn"]
-        else:
-            arn = current.arn
-            sns.set_subscription_attributes(
-                SubscriptionArn=arn,
-                AttributeName="FilterPolicy",
-                AttributeValue=filter_policy(item.owner, events),
-            )
         subscription = EmailSubscription(address=address, arn=arn, events=wanted)
-    updated = item.model_copy(update={"subscription": subscription})
-    store.put_preferences_item(updated)
+    store.set_email_subscription(item.owner, subscription, defaults=item.preferences)
     logger.info(
         "email subscription synced",
         extra={"user_id": item.owner, "events": len(wanted), "subscribed": bool(subscription)},
     )
-    return updated
+    return item.model_copy(update={"subscription": subscription})
+
+
+def sync_best_effort(
+    services: Services[ApiSettings], item: PreferencesItem, address: str | None
+) -> None:
+    """On AWS, bring the person's subscription in step; a failure (SNS throttling, the topic's
+    filter-policy quota) is logged and tried again at their next session or preferences save,
+    never the request's failure."""
+    topic = services.settings.email_topic_arn
+    if not topic or (address is None and item.subscription is None):
+        return
+    try:
+        sync_email_subscription(services.sns, topic, services.store, item, address)
+    except ClientError as exc:
+        logger.warning(
+            "email subscription not synced",
+            extra={"user_id": item.owner, "error": exc.response.get("Error", {}).get("Code")},
+        )
 
 
 def save_preferences(
     services: Services[ApiSettings], owner: str, preferences: Preferences, address: str | None
 ) -> None:
     """`PUT /me/preferences`: store them, and on AWS bring the person's subscription in step."""
-    topic = services.settings.email_topic_arn
-    if not topic:
-        services.store.put_preferences(owner, preferences)
-        return
-    before = services.store.get_preferences_item(owner)
-    item = before.model_copy(update={"preferences": preferences})
-    if sync_email_subscription(services.sns, topic, services.store, item, address) is item:
-        services.store.put_preferences(owner, preferences)  # the subscription was already so
+    services.store.put_preferences(owner, preferences)
+    if services.settings.email_topic_arn:
+        before = services.store.get_preferences_item(owner)
+        sync_best_effort(services, before.model_copy(update={"preferences": preferences}), address)

@@ -16,6 +16,7 @@ Lambda wheel cache there) and writes OUT/deployment.zip and OUT/template.json.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib.util
 import json
 import os
@@ -666,14 +667,17 @@ def policies(resources: Resources = AWS) -> dict[str, Template]:
             *common,
             # Presigned POSTs are signed with the API's role; exports are written and presigned.
             _statement("WriteUploadsAndExports", write, _objects("uploads/", "results/")),
-            _statement("ReadResults", [read], _objects("results/")),
+            # Exports read the results, and a prompts export each row's input (the rows file under
+            # inputs/, or the inline batch under uploads/).
+            _statement("ReadForExports", [read], _objects("results/", "inputs/", "uploads/")),
             *operator,
             # Each person's email subscription to the events topic (chalicelib.subscriptions).
             _statement("SubscribeEmail", ["sns:Subscribe"], ref(TOPIC)),
+            # Authorised against the subscription's ARN or its topic's: both are named.
             _statement(
                 "KeepEmailSubscriptions",
                 ["sns:Unsubscribe", "sns:SetSubscriptionAttributes"],
-                sub("${EventsTopic}:*"),
+                [ref(TOPIC), sub("${EventsTopic}:*")],
             ),
         ],
         "on_upload": [
@@ -838,6 +842,14 @@ def _copy_project(project: Path) -> None:
 def chalice_package(stage: str, out: Path, *, project: Path = ROOT / "build" / "chalice") -> Path:
     """`chalice package` of the project into out; chalice's SAM template's path."""
     out = out.resolve()  # chalice runs in the project's copy
+    project.parent.mkdir(parents=True, exist_ok=True)
+    # One packaging at a time per copy (two test workers, or make package beside the tests).
+    with (project.parent / f".{project.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _chalice_package(stage, out, project)
+
+
+def _chalice_package(stage: str, out: Path, project: Path) -> Path:
     _copy_project(project)
     if out.exists():
         shutil.rmtree(out)

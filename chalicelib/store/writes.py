@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from chalicelib.models import Preferences, UnitStatus
 from chalicelib.store.items import (
     DeclaredFile,
+    EmailSubscription,
     NotificationItem,
-    PreferencesItem,
     SessionMeta,
     UnitItem,
 )
@@ -79,8 +79,26 @@ class Writes:
             values={":owner": owner, ":preferences": preferences.model_dump(mode="json")},
         )
 
-    def put_preferences_item(self, item: PreferencesItem) -> None:
-        self._table.put(item.to_item())
+    def set_email_subscription(
+        self, owner: str, subscription: EmailSubscription | None, defaults: Preferences
+    ) -> None:
+        """Record (or, with None, forget) the email subscription chute made for a person. Only
+        that attribute is written, so preferences saved meanwhile are kept (`defaults` until
+        there are any)."""
+        key = {"PK": user_pk(owner), "SK": PREFS_SK}
+        if subscription is None:
+            self._table.update(key, "REMOVE #subscription")
+            return
+        self._table.update(
+            key,
+            "SET #owner = :owner, #subscription = :subscription,"
+            " #preferences = if_not_exists(#preferences, :defaults)",
+            values={
+                ":owner": owner,
+                ":subscription": subscription.model_dump(mode="json"),
+                ":defaults": defaults.model_dump(mode="json"),
+            },
+        )
 
     def reschedule(
         self, key: Mapping[str, str], due_list: DueList, when: float, *parts: str

@@ -404,7 +404,7 @@ async function showMissing(s) {
   if (!waiting || here) return;
   const left = s.files_total - s.files_received;
   const head =
-    `${left} of ${plural(s.files_total, "file")} ${left === 1 ? "has" : "have"} not arrived. ` +
+    `${left} of ${plural(s.files_total, "file")} ${left === 1 ? "has" : "have"} not been received. ` +
     "If this page was reloaded or lost its connection during the upload, choose " +
     `${left === 1 ? "it" : "them"} again and upload before ${clock(s.upload_deadline)}; ` +
     "or cancel the session.";
@@ -430,8 +430,10 @@ async function uploadMissing() {
     const { data } = await api(sessionPath(sid, "/uploads"), { method: "POST" });
     const tickets = [];
     const files = [];
+    const unused = [...picked]; // each chosen file stands for one missing file at most
     for (const missing of data.files) {
-      const file = picked.find((f) => f.name === missing.name);
+      const at = unused.findIndex((f) => f.name === missing.name && f.size === missing.size);
+      const file = at >= 0 ? unused.splice(at, 1)[0] : unused.find((f) => f.name === missing.name);
       if (!file) continue;
       if (file.size !== missing.size) {
         throw new Error(

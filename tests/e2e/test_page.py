@@ -271,7 +271,7 @@ def test_an_upload_cut_short_is_sent_again_or_cancelled(tmp_path: Path, page: Pa
         missing = page.locator("#missing")
         expect(missing).to_be_visible()
         expect(page.locator("#missing-text")).to_contain_text(
-            "1 of 1 file has not arrived. If this page was reloaded"
+            "1 of 1 file has not been received. If this page was reloaded"
         )
         expect(page.locator("#missing-text")).to_contain_text("Missing: docs.zip (")
         expect(page.locator("#step")).to_have_text("Uploading… 0 of 1 file received.")

@@ -422,7 +422,8 @@ def test_object_permissions_follow_the_prefixes_each_function_touches(packaged: 
         }
 
     assert prefixes(API, "s3:PutObject") == {"uploads/", "results/"}
-    assert prefixes(API, "s3:GetObject") == {"results/"}
+    # Exports read results, and a prompts export each row's input (inputs/ or the inline batch).
+    assert prefixes(API, "s3:GetObject") == {"results/", "inputs/", "uploads/"}
     assert prefixes(ON_UPLOAD, "s3:GetObject") == {"uploads/", "inputs/", "plans/"}
     assert prefixes(ON_UPLOAD, "s3:PutObject") == {"inputs/", "plans/"}
     assert prefixes(WORKER, "s3:PutObject") == {"results/", "checkpoints/", "uploads/", "plans/"}
@@ -475,7 +476,7 @@ def test_only_the_api_keeps_email_subscriptions_and_only_the_sweeper_prints_metr
     }
 
     assert api["sns:Subscribe"] == [{"Ref": "EventsTopic"}]
-    assert api["sns:Unsubscribe"] == [{"Fn::Sub": "${EventsTopic}:*"}]
+    assert api["sns:Unsubscribe"] == [{"Ref": "EventsTopic"}, {"Fn::Sub": "${EventsTopic}:*"}]
     assert {k for k, v in variables.items() if "CHUTE_EMAIL_TOPIC_ARN" in v} == {"api"}
     assert {k for k, v in variables.items() if v.get("CHUTE_OPERATOR_METRICS") == "true"} == {
         "sweeper"

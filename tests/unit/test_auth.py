@@ -194,11 +194,19 @@ def test_a_cognito_user_is_an_operator_when_in_the_admin_group(groups: object, a
     assert cognito_principal(authorizer(claims)) == Principal("ops", admin=admin)
 
 
-def test_a_cognito_user_is_named_by_username_else_sub_and_keeps_the_email() -> None:
-    both = {"cognito:username": "alice", "sub": "9f1c-aa", "email": "alice@example.com"}
+def test_a_cognito_user_is_named_by_username_else_sub_and_keeps_a_verified_email() -> None:
+    both = {
+        "cognito:username": "alice",
+        "sub": "9f1c-aa",
+        "email": "alice@example.com",
+        "email_verified": "true",
+    }
 
     assert cognito_principal(authorizer(both)) == Principal("alice", email="alice@example.com")
     assert cognito_principal(authorizer({"sub": "9f1c-aa"})) == Principal("9f1c-aa")
+    # An address the person has not proved is theirs is not used (chute would email it).
+    for unproved in ({**both, "email_verified": "false"}, {**both, "email_verified": None}):
+        assert cognito_principal(authorizer(unproved)) == Principal("alice")
 
 
 @pytest.mark.parametrize(
@@ -269,7 +277,7 @@ def test_local_mode_without_a_token_key_is_unavailable_not_open() -> None:
 
 def test_cognito_mode_takes_the_claims_and_never_a_local_token() -> None:
     admin_token = issue_token(KEY, "ops", NOW, admin=True)
-    claims = {"cognito:username": "alice", "email": "alice@example.com"}
+    claims = {"cognito:username": "alice", "email": "alice@example.com", "email_verified": "true"}
 
     assert current_principal(request(admin_token, claims), services("cognito")) == Principal(
         "alice", email="alice@example.com"

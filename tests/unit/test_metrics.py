@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.metrics import camel, publish_operator_metrics
+from chalicelib.metrics import camel, publish_after_sweep, publish_operator_metrics
 
 STATS: dict[str, Any] = {
     "generated_at": 1000.0,
@@ -67,3 +67,23 @@ def test_the_operators_numbers_become_metrics_with_their_dimensions(
 def test_metric_names_are_camel_case() -> None:
     assert camel("completed_with_errors") == "CompletedWithErrors"
     assert camel("in_flight") == "InFlight"
+
+
+def test_after_the_sweep_the_metrics_are_best_effort(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import stats
+
+    services: Any = object()  # never used: admin_stats is replaced below
+    monkeypatch.setattr(stats, "admin_stats", lambda _services: STATS)
+    assert publish_after_sweep(services, lambda: 60_000) is True
+    assert len(emitted(capsys)) == 4
+    # Too little time left: skipped, nothing printed.
+    assert publish_after_sweep(services, lambda: 29_999) is False
+    assert emitted(capsys) == []
+
+    def broken(_services: Any) -> Any:
+        raise RuntimeError("CloudWatch is down")
+
+    monkeypatch.setattr(stats, "admin_stats", broken)
+    assert publish_after_sweep(services, None) is False  # logged, not raised

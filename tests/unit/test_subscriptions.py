@@ -7,12 +7,17 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from chalicelib.config import ApiSettings
 from chalicelib.models import Event, Preferences
 from chalicelib.services import Services
 from chalicelib.store import Store
-from chalicelib.subscriptions import save_preferences, sync_email_subscription
+from chalicelib.subscriptions import (
+    save_preferences,
+    sync_best_effort,
+    sync_email_subscription,
+)
 from infra.provision import Provisioned
 
 ENDINGS = [Event.COMPLETED, Event.COMPLETED_WITH_ERRORS, Event.FAILED]
@@ -124,3 +129,56 @@ def test_saving_preferences_keeps_the_subscription_in_step_on_aws_only(
         }
     ]
     assert email_subscriptions(sns, topic) == (expected if on_aws else [])
+
+
+def test_a_subscription_removed_outside_chute_is_made_again(
+    sns: Any, store: Store, provisioned: Provisioned
+) -> None:
+    topic = provisioned.topic_arn
+    first = sync_email_subscription(
+        sns, topic, store, store.get_preferences_item("fay"), "fay@example.com"
+    )
+    assert first.subscription is not None
+    sns.unsubscribe(SubscriptionArn=first.subscription.arn)  # the person clicked "unsubscribe"
+
+    store.put_preferences("fay", Preferences(email=ENDINGS))
+    again = sync_email_subscription(sns, topic, store, store.get_preferences_item("fay"), None)
+    assert again.subscription is not None
+    assert again.subscription.arn != first.subscription.arn
+    assert email_subscriptions(sns, topic) == [
+        {
+            "address": "fay@example.com",
+            "policy": {"user_id": ["fay"], "event": [e.value for e in ENDINGS]},
+        }
+    ]
+
+
+def test_recording_the_subscription_keeps_preferences_saved_meanwhile(
+    sns: Any, store: Store, provisioned: Provisioned
+) -> None:
+    stale = store.get_preferences_item("gil")  # read before the person saved new preferences
+    store.put_preferences("gil", Preferences(email=ENDINGS, in_app=[]))
+    sync_email_subscription(sns, provisioned.topic_arn, store, stale, "gil@example.com")
+
+    assert store.get_preferences("gil") == Preferences(email=ENDINGS, in_app=[])
+    assert store.get_preferences_item("gil").subscription is not None
+
+
+def test_an_sns_failure_never_fails_the_session_or_the_preferences(
+    aws: boto3.Session, provisioned: Provisioned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = ApiSettings(
+        bucket=provisioned.bucket, table=provisioned.table, email_topic_arn=provisioned.topic_arn
+    )
+    services = Services(settings, session=aws)
+
+    def refuse(**_: Any) -> None:
+        error: Any = {"Error": {"Code": "FilterPolicyLimitExceeded", "Message": "200 policies"}}
+        raise ClientError(error, "Subscribe")
+
+    monkeypatch.setattr(services.sns, "subscribe", refuse)
+    save_preferences(services, "hal", Preferences(email=ENDINGS), "hal@example.com")
+    sync_best_effort(services, services.store.get_preferences_item("hal"), "hal@example.com")
+
+    assert services.store.get_preferences("hal") == Preferences(email=ENDINGS)
+    assert services.store.get_preferences_item("hal").subscription is None
