@@ -115,8 +115,7 @@ def get_session(sid: str) -> Response:
 def list_files(sid: str) -> Response:
     services, request = get_services(ApiSettings), _request()
     sessions.owned_session(services.store, sid, current_user(request, services))
-    units, last = sessions.unit_page(
-        services.store,
+    units, last = services.store.list_units(
         sid,
         limit=query_limit(request),
         start=query_cursor(request),

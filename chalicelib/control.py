@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING
 
 from chalicelib.budget import RECHECK_S, STUCK_GRACE_S
 from chalicelib.completion import complete_if_done
-from chalicelib.errors import Conflict
 from chalicelib.fanout import claim_with_plan, send_planned
 from chalicelib.log import logger
 from chalicelib.models import SessionState, SessionStatus, UnitStatus
 from chalicelib.notify import announce_auto_pause
 from chalicelib.plans import Plan
 from chalicelib.queues import DEAD_LETTERED, send_work, work_message
-from chalicelib.sessions import session_status
+from chalicelib.sessions import refused, session_status
 from chalicelib.store import Outcome
 
 if TYPE_CHECKING:
@@ -46,15 +45,6 @@ REQUESTED = "requested"
 NOTHING = Plan(units=[])  # the plan of a file a cancelled session will never read
 
 
-def _refuse(action: str, view: SessionView) -> Conflict:
-    status = session_status(view)
-    return Conflict(
-        f"A {status.value.replace('_', ' ')} session cannot be {action}.",
-        code="invalid_state",
-        details={"status": status.value},
-    )
-
-
 def pause(services: Services[WorkSettings], view: SessionView, *, reason: str = REQUESTED) -> bool:
     """Pause a running session; False if it was paused already."""
     if view.meta.state == SessionState.PAUSED and view.meta.done_at is None:
@@ -63,7 +53,7 @@ def pause(services: Services[WorkSettings], view: SessionView, *, reason: str = 
     if not services.store.set_state(
         view.sid, {SessionState.ACTIVE}, SessionState.PAUSED, now=now, reason=reason
     ):
-        raise _refuse("paused", _reload(services, view))
+        raise refused("paused", _reload(services, view))
     logger.info("session paused", extra={"session_id": view.sid, "reason": reason})
     return True
 
@@ -77,7 +67,7 @@ def resume(services: Services[WorkSettings], view: SessionView) -> int:
         if not services.store.set_state(
             view.sid, {SessionState.PAUSED}, SessionState.ACTIVE, now=now
         ):
-            raise _refuse("resumed", _reload(services, view))
+            raise refused("resumed", _reload(services, view))
     meta = _reload(services, view).meta
     resumed = unpark(services, meta)
     # The last running unit may have finished while the session was paused, when it could not
@@ -98,7 +88,7 @@ def cancel(services: Services[WorkSettings], view: SessionView) -> int:
             SessionState.CANCELLING,
             now=now,
         ):
-            raise _refuse("cancelled", _reload(services, view))
+            raise refused("cancelled", _reload(services, view))
     elif meta.done_at is not None:
         return 0
     cancelled = 0
@@ -123,9 +113,9 @@ def retry(services: Services[WorkSettings], view: SessionView, *, everything: bo
     meta = view.meta
     status = session_status(view)
     if meta.state != SessionState.ACTIVE and meta.state != SessionState.PAUSED:
-        raise _refuse("retried", view)
+        raise refused("retried", view)
     if status in (SessionStatus.REJECTED, SessionStatus.UPLOADING):
-        raise _refuse("retried", view)
+        raise refused("retried", view)
     return _retry_units(
         services,
         view,

@@ -34,10 +34,8 @@ from chalicelib.models import (
 from chalicelib.presign import presign_upload, upload_key
 from chalicelib.prompttemplate import check_template, placeholders
 from chalicelib.services import Services
-from chalicelib.store import StartKey, Store
-from chalicelib.store.codec import serialize
+from chalicelib.store import Store
 from chalicelib.store.items import DeclaredFile, SessionMeta, SessionView, UnitItem
-from chalicelib.store.keys import UnitRef
 from chalicelib.subscriptions import sync_best_effort
 
 # One type policy (chalicelib.filetypes): what may be uploaded alone is what the processor reads,
@@ -235,12 +233,7 @@ def missing_uploads(
     """
     meta, now = view.meta, services.clock.now()
     if meta.done_at is not None or meta.state in (SessionState.CANCELLING, SessionState.CANCELLED):
-        status = session_status(view).value
-        raise Conflict(
-            f"A {status.replace('_', ' ')} session takes no more uploads.",
-            code="invalid_state",
-            details={"status": status},
-        )
+        raise refused("sent more files", view)
     missing = [f for f in services.store.declared_files(meta.sid) if f.fanned_out_at is None]
     left = int(meta.upload_deadline - now)
     if presign and missing and left < 1:
@@ -260,6 +253,16 @@ def missing_uploads(
         )
         files.append(MissingFile(ordinal=declared.file, **spec.model_dump(), upload=ticket))
     return MissingUploads(session_id=meta.sid, files=files, upload_deadline=meta.upload_deadline)
+
+
+def refused(action: str, view: SessionView) -> Conflict:
+    """409 `invalid_state`: what the session's status forbids, with that status."""
+    status = session_status(view)
+    return Conflict(
+        f"A {status.value.replace('_', ' ')} session cannot be {action}.",
+        code="invalid_state",
+        details={"status": status.value},
+    )
 
 
 def session_status(view: SessionView) -> SessionStatus:
@@ -357,39 +360,6 @@ def owned_session(store: Store, sid: str, owner: str) -> SessionView:
 
 def _plausible_id(sid: str) -> bool:
     return 0 < len(sid) <= 64 and sid.isalnum()
-
-
-# A filtered page reads at most this many units before it answers with what it found and a cursor,
-# so one request stays short however sparse the matches are.
-FILTER_READ_PAGE = 1000
-FILTER_READ_MAX = 5000
-
-
-def unit_page(
-    store: Store, sid: str, *, limit: int, start: StartKey | None, status: UnitStatus | None
-) -> tuple[list[UnitItem], StartKey | None]:
-    """Up to `limit` units (of `status`) in input order, and where the next page starts.
-
-    DynamoDB's Limit counts the units read, not the ones a filter keeps: a filtered page reads
-    on until it has `limit` matches (or has read FILTER_READ_MAX units), and its cursor is the
-    last unit it returns, so no match is skipped or shown twice."""
-    if status is None:
-        return store.list_units(sid, limit=limit, start=start)
-    found: list[UnitItem] = []
-    cursor, read = start, 0
-    while True:
-        units, last = store.list_units(sid, limit=FILTER_READ_PAGE, start=cursor, status=status)
-        read += FILTER_READ_PAGE
-        room = limit - len(found)
-        if len(units) >= room:
-            found += units[:room]
-            more = len(units) > room or last is not None
-            tail = found[-1]
-            return found, serialize(UnitRef(sid, tail.file, tail.index).key) if more else None
-        found += units
-        if last is None or read >= FILTER_READ_MAX:
-            return found, last
-        cursor = last
 
 
 def unit_row(unit: UnitItem) -> UnitRow:

@@ -32,6 +32,9 @@ from chalicelib.store.keys import (
 from chalicelib.store.table import Table
 
 StartKey = dict[str, Any]  # a query's LastEvaluatedKey, to continue from; opaque to callers
+# A filtered page of units reads this many units a Query, and at most FILTER_READ_MAX a page.
+FILTER_READ_PAGE = 1000
+FILTER_READ_MAX = 5000
 
 
 class Queries:
@@ -84,7 +87,39 @@ class Queries:
         status: UnitStatus | None = None,
         consistent: bool = False,
     ) -> tuple[list[UnitItem], StartKey | None]:
-        """Units in input order; a status filter may return fewer than limit with a next key."""
+        """Up to `limit` units (of `status`) in input order, and where the next page starts.
+
+        DynamoDB's Limit counts the units read, not the ones a filter keeps: a filtered page reads
+        on until it has `limit` matches (or has read FILTER_READ_MAX units, so one request stays
+        short however sparse the matches), and its cursor is the last unit it returns, so no
+        match is skipped or shown twice."""
+        if status is None:
+            return self._unit_query(sid, limit, start, None, consistent)
+        found: list[UnitItem] = []
+        cursor, read = start, 0
+        while True:
+            units, last = self._unit_query(sid, FILTER_READ_PAGE, cursor, status, consistent)
+            read += FILTER_READ_PAGE
+            room = limit - len(found)
+            if len(units) >= room:
+                found += units[:room]
+                more = len(units) > room or last is not None
+                tail = found[-1]
+                return found, serialize(UnitRef(sid, tail.file, tail.index).key) if more else None
+            found += units
+            if last is None or read >= FILTER_READ_MAX:
+                return found, last
+            cursor = last
+
+    def _unit_query(
+        self,
+        sid: str,
+        limit: int,
+        start: StartKey | None,
+        status: UnitStatus | None,
+        consistent: bool,
+    ) -> tuple[list[UnitItem], StartKey | None]:
+        """One Query: `limit` units read, those of `status` returned."""
         kwargs = _units_query(sid, status, consistent)
         kwargs["Limit"] = limit
         if start:

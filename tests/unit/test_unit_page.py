@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import sessions
 from chalicelib.models import UnitStatus
-from chalicelib.store import StartKey, Store
+from chalicelib.store import StartKey, Store, queries
 from tests.factories import declared, meta, pending_units
 
 SID = "s1"
@@ -30,7 +29,7 @@ def pages(store: Store, status: UnitStatus | None, limit: int) -> list[list[str]
     found: list[list[str]] = []
     cursor: StartKey | None = None
     while True:
-        page, cursor = sessions.unit_page(store, SID, limit=limit, start=cursor, status=status)
+        page, cursor = store.list_units(SID, limit=limit, start=cursor, status=status)
         found.append([u.name for u in page])
         if cursor is None or len(found) > 30:
             return found
@@ -40,15 +39,15 @@ def pages(store: Store, status: UnitStatus | None, limit: int) -> list[list[str]
 def test_a_filtered_page_reads_on_until_it_is_full(
     units: Store, monkeypatch: pytest.MonkeyPatch, read_page: int
 ) -> None:
-    monkeypatch.setattr(sessions, "FILTER_READ_PAGE", read_page)
+    monkeypatch.setattr(queries, "FILTER_READ_PAGE", read_page)
     assert pages(units, UnitStatus.FAILED, 2) == [["f04", "f09"], ["f14", "f19"], ["f24"]]
 
 
 def test_a_filtered_page_stops_reading_at_its_maximum_and_goes_on_from_there(
     units: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sessions, "FILTER_READ_PAGE", 3)
-    monkeypatch.setattr(sessions, "FILTER_READ_MAX", 6)  # two reads of 3 units per request
+    monkeypatch.setattr(queries, "FILTER_READ_PAGE", 3)
+    monkeypatch.setattr(queries, "FILTER_READ_MAX", 6)  # two reads of 3 units per request
     found = pages(units, UnitStatus.FAILED, 2)
     assert [name for page in found for name in page] == ["f04", "f09", "f14", "f19", "f24"]
     assert found[0] == ["f04"]  # 6 units read, one match: answered early, with a cursor
