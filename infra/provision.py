@@ -15,7 +15,7 @@ from infra.resources import QueueSpec, Resources
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import CreateTableInputTypeDef, GlobalSecondaryIndexTypeDef
+    from mypy_boto3_dynamodb.type_defs import CreateTableInputTypeDef
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CORSRuleTypeDef, QueueConfigurationTypeDef
     from mypy_boto3_sqs import SQSClient
@@ -147,26 +147,12 @@ def _provision_bucket(s3: S3Client, resources: Resources, arns: dict[str, str]) 
 
 def _provision_table(ddb: DynamoDBClient, resources: Resources) -> None:
     table = resources.table
-    keys = {table.pk, table.sk} | {k for i in table.indexes for k in (i.pk, i.sk)}
-    indexes: list[GlobalSecondaryIndexTypeDef] = [
-        {
-            "IndexName": index.name,
-            "KeySchema": [
-                {"AttributeName": index.pk, "KeyType": "HASH"},
-                {"AttributeName": index.sk, "KeyType": "RANGE"},
-            ],
-            "Projection": {"ProjectionType": index.projection},
-        }
-        for index in table.indexes
-    ]
+    indexes = table.global_indexes()
     request: CreateTableInputTypeDef = {
         "TableName": table.name,
         "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": "S"} for k in sorted(keys)],
-        "KeySchema": [
-            {"AttributeName": table.pk, "KeyType": "HASH"},
-            {"AttributeName": table.sk, "KeyType": "RANGE"},
-        ],
+        "AttributeDefinitions": table.attribute_definitions(),
+        "KeySchema": table.key_schema(),
     }
     if indexes:
         request["GlobalSecondaryIndexes"] = indexes

@@ -10,6 +10,11 @@ from chalicelib.budget import UPLOADS_VISIBILITY_S, WORK_VISIBILITY_S
 from chalicelib.models import Event
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeDefinitionTypeDef,
+        GlobalSecondaryIndexTypeDef,
+        KeySchemaElementTypeDef,
+    )
     from mypy_boto3_s3.literals import EventType
 
 
@@ -77,6 +82,28 @@ class TableSpec:
     sk: str = "SK"
     indexes: tuple[IndexSpec, ...] = ()
     ttl_attribute: str | None = None
+
+    # The table's shape as CreateTable and the CloudFormation template both spell it.
+    def attribute_definitions(self) -> list[AttributeDefinitionTypeDef]:
+        keys = {self.pk, self.sk} | {k for i in self.indexes for k in (i.pk, i.sk)}
+        return [{"AttributeName": k, "AttributeType": "S"} for k in sorted(keys)]
+
+    def key_schema(self) -> list[KeySchemaElementTypeDef]:
+        return _key_schema(self.pk, self.sk)
+
+    def global_indexes(self) -> list[GlobalSecondaryIndexTypeDef]:
+        return [
+            {
+                "IndexName": index.name,
+                "KeySchema": _key_schema(index.pk, index.sk),
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in self.indexes
+        ]
+
+
+def _key_schema(pk: str, sk: str) -> list[KeySchemaElementTypeDef]:
+    return [{"AttributeName": pk, "KeyType": "HASH"}, {"AttributeName": sk, "KeyType": "RANGE"}]
 
 
 @dataclass(frozen=True)

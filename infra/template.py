@@ -406,25 +406,11 @@ def _queues(resources: Resources) -> Template:
 
 def _table(resources: Resources) -> Template:
     table = resources.table
-    keys = {table.pk, table.sk} | {k for i in table.indexes for k in (i.pk, i.sk)}
     properties: Template = {
         "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": "S"} for k in sorted(keys)],
-        "KeySchema": [
-            {"AttributeName": table.pk, "KeyType": "HASH"},
-            {"AttributeName": table.sk, "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": index.name,
-                "KeySchema": [
-                    {"AttributeName": index.pk, "KeyType": "HASH"},
-                    {"AttributeName": index.sk, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": index.projection},
-            }
-            for index in table.indexes
-        ],
+        "AttributeDefinitions": table.attribute_definitions(),
+        "KeySchema": table.key_schema(),
+        "GlobalSecondaryIndexes": table.global_indexes(),
         "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
         "SSESpecification": {"SSEEnabled": True},
     }
