@@ -311,8 +311,8 @@ async function startSession(event) {
 }
 
 async function uploadAll(sid, tickets, files) {
-  const byOrdinal = (ticket) => files[ticket.ordinal] ?? files.find((f) => f.name === ticket.name);
-  const rows = tickets.map((ticket) => uploadRow(byOrdinal(ticket)));
+  // A ticket's ordinal is its file's place in `files` (uploadMissing numbers its own).
+  const rows = tickets.map((ticket) => uploadRow(files[ticket.ordinal]));
   $("upload-list").replaceChildren(...rows.map((row) => row.item));
   let sent = 0;
   let failed = 0;
@@ -322,7 +322,7 @@ async function uploadAll(sid, tickets, files) {
       `Uploaded ${sent} of ${plural(tickets.length, "file")}${problems}.`;
   };
   const tasks = tickets.map((ticket, i) => async () => {
-    const file = byOrdinal(ticket);
+    const file = files[ticket.ordinal];
     try {
       await sendFile(ticket, file, rows[i].progress);
       rows[i].progress(file.size, true);
